@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class HephaestusConfig(AppConfig):
+    name = "hephaestus_django"
+    label = "hephaestus_django"
+    verbose_name = _("Workflows")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from hephaestus_django import checks  # noqa: F401 - registers the system checks
+        from hephaestus_django import services
+        from hephaestus_django.discovery import autodiscover
+
+        services.install()
+        autodiscover()

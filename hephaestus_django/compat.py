@@ -1,0 +1,35 @@
+"""The one import shim for Django's Tasks framework.
+
+``django.tasks`` ships with Django >= 6.0; on Django 5.2 LTS the ``django-tasks`` backport
+provides the same API under ``django_tasks`` (with a few differing exception names).
+"""
+
+from __future__ import annotations
+
+try:  # Django >= 6.0
+    from django.tasks import (  # type: ignore[import-not-found,unused-ignore]
+        TaskResultStatus,
+        default_task_backend,
+        task,
+        task_backends,
+    )
+    from django.tasks.backends.immediate import ImmediateBackend  # type: ignore[import-not-found,unused-ignore]
+    from django.tasks.exceptions import InvalidTask as InvalidTaskError  # type: ignore[import-not-found,unused-ignore]
+
+    TASKS_MODULE = "django.tasks"
+except ImportError:  # Django 5.2 with the backport
+    from django_tasks import TaskResultStatus, default_task_backend, task, task_backends  # type: ignore[no-redef]
+    from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[no-redef,assignment]
+    from django_tasks.exceptions import InvalidTaskError  # type: ignore[no-redef,assignment]
+
+    TASKS_MODULE = "django_tasks"
+
+__all__ = [
+    "TASKS_MODULE",
+    "ImmediateBackend",
+    "InvalidTaskError",
+    "TaskResultStatus",
+    "default_task_backend",
+    "task",
+    "task_backends",
+]

@@ -1,0 +1,30 @@
+"""The pure-Python core of hephaestus_django: it imports nothing from Django.
+
+Everything a workflow author needs is here (and re-exported by ``hephaestus_django``).
+"""
+
+from hephaestus_django.core.exceptions import (
+    AlreadyRunning,
+    HephaestusError,
+    InstanceNotFound,
+    InvalidContext,
+    InvalidEvent,
+    NotCancellable,
+    NotRetryable,
+    NotWaiting,
+    UnknownWorkflow,
+    WorkflowDefinitionError,
+)
+from hephaestus_django.core.graph import route
+from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
+from hephaestus_django.core.status import EntryKind, Status
+from hephaestus_django.core.step import Async, Error, Ok, Retry, Step
+from hephaestus_django.core.steps import Debug, Done, Wait, WaitForEvent
+from hephaestus_django.core.workflow import Unique, VersionedWorkflow, Workflow
+
+__all__ = [
+    "AlreadyRunning", "Async", "Context", "Debug", "Done", "EntryKind", "Error", "ExecutionEntry",
+    "HephaestusError", "Instance", "InstanceNotFound", "InvalidContext", "InvalidEvent", "NotCancellable",
+    "NotRetryable", "NotWaiting", "Ok", "Retry", "Status", "Step", "Unique", "UnknownWorkflow",
+    "VersionedWorkflow", "Wait", "WaitForEvent", "Workflow", "WorkflowDefinitionError", "route",
+]

@@ -1,0 +1,131 @@
+"""``Instance``, ``Context`` and ``ExecutionEntry``: the state of one workflow run.
+
+They map the Elixir ``Hephaestus.Core.Instance`` field for field; the extra fields
+(``waiting_steps``, ``pending_joins``, ``error``, ``revision``) are engine bookkeeping
+that the original keeps implicit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from hephaestus_django.core.status import EntryKind, Status
+
+if TYPE_CHECKING:
+    from hephaestus_django.core.step import Step
+    from hephaestus_django.core.workflow import Workflow
+
+
+@dataclass(slots=True)
+class Context:
+    """``initial``: the caller's data (never mutated by the engine); ``steps``: per context key."""
+
+    initial: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"initial": self.initial, "steps": self.steps}
+
+
+@dataclass(slots=True)
+class ExecutionEntry:
+    """One step outcome in an instance's history.
+
+    ``step_ref`` is the step class (or its registry name when the class is no longer known,
+    or ``None`` for an instance-level entry such as a cancellation of a pending instance).
+    """
+
+    step_ref: Any
+    event: str | None
+    timestamp: datetime
+    context_updates: dict[str, Any] | None = None
+    kind: str = EntryKind.COMPLETED
+    attempt: int = 1
+    error: str | None = None
+    duration: float | None = None
+    #: For ``retrying`` entries: seconds until the next attempt.
+    delay: float | None = None
+
+    @property
+    def step_name(self) -> str | None:
+        ref = self.step_ref
+        if ref is None or isinstance(ref, str):
+            return ref
+        return str(ref.registry_name())
+
+
+def _check_new_args(workflow: Any, version: Any, context: Any, id: Any) -> None:
+    if workflow is None:
+        raise TypeError("Instance.new: 'workflow' must be a workflow class, not None")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(f"Instance.new: 'version' must be a positive int, not {version!r}")
+    if version < 1:
+        raise ValueError(f"Instance.new: 'version' must be a positive int, not {version!r}")
+    if not isinstance(context, dict):
+        raise TypeError(f"Instance.new: 'context' must be a dict, not {type(context).__name__}")
+    if not isinstance(id, str):
+        raise TypeError(f"Instance.new: 'id' must be a non-empty str, not {type(id).__name__}")
+    if not id:
+        raise ValueError("Instance.new: 'id' must be a non-empty str")
+
+
+@dataclass(slots=True, eq=False)
+class Instance:
+    """A run of a workflow. Create with :meth:`Instance.new`."""
+
+    id: str
+    workflow: type[Workflow]
+    workflow_version: int = 1
+    current_step: type[Step] | None = None
+    status: Status = Status.PENDING
+    context: Context = field(default_factory=Context)
+    step_configs: dict[type[Step], dict[str, Any]] = field(default_factory=dict)
+    active_steps: set[type[Step]] = field(default_factory=set)
+    completed_steps: set[type[Step]] = field(default_factory=set)
+    runtime_metadata: dict[str, Any] = field(default_factory=dict)
+    telemetry_metadata: dict[str, Any] = field(default_factory=dict)
+    telemetry_start_time: int | None = None
+    execution_history: list[ExecutionEntry] = field(default_factory=list)
+    #: Active steps that are paused (for an event or a timer), with the time each paused.
+    waiting_steps: dict[type[Step], datetime] = field(default_factory=dict)
+    #: Joins that an edge has reached while other predecessors may still arrive.
+    pending_joins: set[type[Step]] = field(default_factory=set)
+    #: Error of the last failure (set while the instance is failed).
+    error: str | None = None
+    #: Storage bookkeeping: bumped on every save (optimistic concurrency).
+    revision: int = 0
+    #: Storage bookkeeping: the storage's own key for this row (None until stored).
+    pk: Any = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    #: Storage bookkeeping: how many entries of ``execution_history`` are already stored.
+    persisted_entries: int = field(default=0, repr=False)
+    #: Storage bookkeeping: how many history entries the storage holds (loaded or not).
+    history_length: int = field(default=0, repr=False)
+
+    @classmethod
+    def new(cls, workflow: type[Workflow], version: int, context: dict[str, Any], id: str) -> Instance:
+        """A ``pending`` instance of ``workflow`` at ``version`` whose ``context.initial`` is ``context``."""
+        _check_new_args(workflow, version, context, id)
+        return cls(id=id, workflow=workflow, workflow_version=version, context=Context(initial=context))
+
+    def __repr__(self) -> str:
+        name = getattr(self.workflow, "name", self.workflow)
+        return f"<Instance {self.id} {name} v{self.workflow_version} {self.status}>"
+
+    @property
+    def running_steps(self) -> set[type[Step]]:
+        return self.active_steps - self.waiting_steps.keys()
+
+    @property
+    def new_entries(self) -> list[ExecutionEntry]:
+        """History entries appended since the instance was last stored (storage uses this)."""
+        return self.execution_history[self.persisted_entries :]
+
+    def mark_persisted(self) -> None:
+        self.history_length += len(self.execution_history) - self.persisted_entries
+        self.persisted_entries = len(self.execution_history)

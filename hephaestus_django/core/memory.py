@@ -1,0 +1,148 @@
+"""In-memory storage and the synchronous runner over it: the whole engine, no database.
+
+Used by the core's tests and by the workflow facade before Django is set up::
+
+    from hephaestus_django.core.memory import MemoryStorage
+    from hephaestus_django.core.service import Service
+
+    service = Service(MemoryStorage())
+    instance = service.start_instance(OrderFlow, {"order_id": 1}, id="orderid::1")
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+from hephaestus_django.core.engine import ScheduleTimer
+from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext
+from hephaestus_django.core.instance import Instance
+from hephaestus_django.core.keys import ActiveRef, conflicts
+from hephaestus_django.core.ports import Timer
+from hephaestus_django.core.service import Service
+from hephaestus_django.core.status import ACTIVE_STATUSES, Status
+
+
+class MemoryStorage:
+    """Instances in a dict, guarded by one re-entrant lock (the ``atomic()`` block)."""
+
+    name: ClassVar[str] = "memory"
+    supports_locking: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self._instances: dict[int, Instance] = {}
+        self._timers: dict[int, Timer] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def check_context(self, context: Any) -> None:
+        try:
+            json.dumps(context, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidContext(f"context is not JSON-serialisable: {exc}", field="context") from None
+
+    def create(self, instance: Instance, scope: str) -> None:
+        with self._lock:
+            new = ActiveRef(instance.id, instance.workflow.name, instance.workflow_version)
+            active = (ActiveRef(i.id, i.workflow.name, i.workflow_version) for i in self._instances.values()
+                      if i.status in ACTIVE_STATUSES)
+            clash = conflicts(scope, new, active)
+            if clash is not None:
+                raise AlreadyRunning(f"instance {instance.id} is already active in workflow {clash.workflow}")
+            instance.pk = next(self._ids)
+            instance.created_at = instance.updated_at = instance.started_at
+            self._store(instance)
+
+    def _store(self, instance: Instance) -> None:
+        instance.revision += 1
+        instance.mark_persisted()
+        self._instances[instance.pk] = self._copy(instance)
+
+    def _copy(self, instance: Instance) -> Instance:
+        # a shallow copy with fresh containers: callers may mutate it without touching the store
+        clone = copy.copy(instance)
+        clone.active_steps = set(instance.active_steps)
+        clone.completed_steps = set(instance.completed_steps)
+        clone.waiting_steps = dict(instance.waiting_steps)
+        clone.pending_joins = set(instance.pending_joins)
+        clone.step_configs = dict(instance.step_configs)
+        clone.runtime_metadata = dict(instance.runtime_metadata)
+        clone.context = copy.copy(instance.context)
+        clone.context.steps = dict(instance.context.steps)
+        clone.execution_history = list(instance.execution_history)
+        return clone
+
+    def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
+             history: bool = True) -> Instance:
+        matches = [i for i in self._instances.values()
+                   if i.id == id and (workflow is None or i.workflow.name == workflow)]
+        if not matches:
+            where = f" in workflow {workflow}" if workflow else ""
+            raise InstanceNotFound(f"no instance with id {id!r}{where}")
+        return self._copy(max(matches, key=lambda i: i.pk))
+
+    def load_pk(self, pk: Any, *, for_update: bool = False, history: bool = False) -> Instance:
+        try:
+            return self._copy(self._instances[pk])
+        except KeyError:
+            raise InstanceNotFound(f"no instance with pk {pk!r}") from None
+
+    def save(self, instance: Instance) -> None:
+        with self._lock:
+            instance.updated_at = instance.execution_history[-1].timestamp if instance.execution_history else None
+            self._store(instance)
+
+    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
+        with self._lock:
+            for effect, due in timers:
+                pk = next(self._ids)
+                self._timers[pk] = Timer(pk, instance.pk, effect.step.registry_name(), effect.purpose, due,
+                                         effect.attempt)
+
+    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
+        due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: (t.due, t.pk))
+        return due[:limit]
+
+    def claim_timer(self, timer: Timer) -> bool:
+        with self._lock:
+            return self._timers.pop(timer.pk, None) is not None
+
+    def timers(self) -> list[Timer]:
+        return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))
+
+    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+        statuses: set[str] | None = None
+        if "status" in filters:
+            statuses = {Status(filters.pop("status"))}
+        if "status__in" in filters:
+            statuses = {Status(s) for s in filters.pop("status__in")}
+        version = filters.pop("workflow_version", None)
+        if filters:
+            raise TypeError(f"unknown filter(s): {', '.join(sorted(filters))}")
+        found = [i for i in self._instances.values()
+                 if (workflow is None or i.workflow.name == workflow)
+                 and (statuses is None or i.status in statuses)
+                 and (version is None or i.workflow_version == version)]
+        return [self._copy(i) for i in sorted(found, key=lambda i: i.pk, reverse=True)]
+
+
+_default: Service | None = None
+
+
+def default_runner() -> Service:
+    """The process-wide in-memory service the facade uses until Django plugs in its own."""
+    global _default
+    if _default is None:
+        _default = Service(MemoryStorage())
+    return _default

@@ -1,0 +1,52 @@
+"""Workflows by registry name. Names from requests and rows are looked up here, never imported."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hephaestus_django.core.exceptions import UnknownWorkflow, WorkflowDefinitionError
+
+if TYPE_CHECKING:
+    from hephaestus_django.core.workflow import BaseWorkflow
+
+_workflows: dict[str, type[BaseWorkflow]] = {}
+
+
+def register(workflow: type[BaseWorkflow]) -> None:
+    """Add ``workflow`` under ``workflow.name``.
+
+    Defining the same class again (a module reloaded) replaces it; another class with the
+    same name is a definition error.
+    """
+    name = workflow.name
+    existing = _workflows.get(name)
+    if existing is not None and existing is not workflow:
+        same_origin = (existing.__module__, existing.__qualname__) == (workflow.__module__, workflow.__qualname__)
+        if not same_origin:
+            raise WorkflowDefinitionError(
+                f"workflow name {name!r} is already used by {existing.__module__}.{existing.__qualname__}; "
+                f"give {workflow.__module__}.{workflow.__qualname__} another 'name'"
+            )
+    _workflows[name] = workflow
+
+
+def unregister(name: str) -> None:
+    _workflows.pop(name, None)
+
+
+def get_workflow(name: Any) -> type[BaseWorkflow]:
+    """The registered workflow called ``name``; ``UnknownWorkflow`` otherwise."""
+    if isinstance(name, str):
+        workflow = _workflows.get(name)
+        if workflow is not None:
+            return workflow
+    raise UnknownWorkflow(f"no workflow named {name!r} is registered", field="workflow")
+
+
+def all_workflows() -> list[type[BaseWorkflow]]:
+    """Registered workflows in registration order."""
+    return list(_workflows.values())
+
+
+def is_registered(name: str) -> bool:
+    return name in _workflows

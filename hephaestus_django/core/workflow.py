@@ -1,0 +1,256 @@
+"""Workflows: a graph of steps, validated when the class is created, and registered by name.
+
+::
+
+    class OrderFlow(Workflow):
+        unique = Unique(key="orderid")
+        start_step = ValidateOrder
+        transitions = {
+            (ValidateOrder, "valid"): ProcessPayment,
+            (ValidateOrder, "invalid"): RejectOrder,
+            (ProcessPayment, "paid"): [Notify, Ship],    # fan-out
+            (Notify, "sent"): Pack,                      # fan-in
+            (Ship, "shipped"): Pack,
+            (Pack, "packed"): Done,
+            (RejectOrder, "rejected"): Done,
+        }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hephaestus_django.core import facade, registry
+from hephaestus_django.core.exceptions import WorkflowDefinitionError
+from hephaestus_django.core.graph import Graph, RouteSpec, build_graph, check_json_safe, route, validate_graph
+from hephaestus_django.core.keys import KEY_RE, SCOPES
+
+if TYPE_CHECKING:
+    from hephaestus_django.core.instance import Instance
+
+__all__ = ["BaseWorkflow", "Unique", "VersionedWorkflow", "Workflow", "route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """Business-key rule: ids are ``{key}::{value}``; ``scope`` is workflow|version|global|none.
+
+    It only records its arguments; the workflow class checks them.
+    """
+
+    key: Any = None
+    scope: Any = "workflow"
+
+
+def _unique_problems(unique: Any) -> list[str]:
+    if unique is None:
+        return ["unique is missing: declare unique = Unique(key=...)"]
+    if not isinstance(unique, Unique):
+        return [f"unique must be a Unique(...), not {unique!r}"]
+    problems = []
+    if not isinstance(unique.key, str) or not KEY_RE.match(unique.key):
+        problems.append(f"unique key {unique.key!r} must match [a-z0-9]+")
+    if unique.scope not in SCOPES:
+        problems.append(f"unique scope {unique.scope!r} must be one of {', '.join(SCOPES)}")
+    return problems
+
+
+def _common_problems(cls: type[BaseWorkflow]) -> list[str]:
+    problems = _unique_problems(cls.__dict__.get("unique", getattr(cls, "unique", None)))
+    tags = cls.tags
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
+        problems.append(f"tags must be a list of str, not {tags!r}")
+    if not isinstance(cls.metadata, dict) or not check_json_safe(cls.metadata):
+        problems.append("metadata must be a JSON-safe dict with str keys")
+    if not isinstance(cls.name, str) or not cls.name:
+        problems.append(f"name must be a non-empty str, not {cls.name!r}")
+    return problems
+
+
+class _KeyedFacade:
+    """A facade method that exists only for workflows whose ids can be rebuilt from the value."""
+
+    def __init__(self, func: Any) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type[BaseWorkflow]) -> Any:
+        unique = getattr(owner, "unique", None)
+        if isinstance(unique, Unique) and unique.scope == "none":
+            raise AttributeError(
+                f"{owner.__qualname__}.{self.name}: workflows with scope 'none' get random ids; "
+                "use hephaestus_django.get_instance/resume/cancel with the id start() returned"
+            )
+        return self.func.__get__(owner, type(owner))
+
+
+class BaseWorkflow:
+    """What ``Workflow`` and ``VersionedWorkflow`` share: identity, uniqueness and the facade."""
+
+    unique: ClassVar[Unique]
+    version: ClassVar[int] = 1
+    tags: ClassVar[list[str]] = []
+    metadata: ClassVar[dict[str, Any]] = {}
+    name: ClassVar[str]
+    #: ``abstract = True`` in a class body skips validation and registration (for base classes).
+    abstract: ClassVar[bool] = True
+
+    # ---- facade (SPEC §2) ------------------------------------------------------------------
+    @classmethod
+    def start(cls, value: Any, context: dict[str, Any] | None = None, *, version: int | None = None,
+              telemetry_metadata: dict[str, Any] | None = None) -> str:
+        """Start an instance for business ``value``; returns its id."""
+        return str(facade.backend().start(cls, value, context if context is not None else {}, version=version,
+                                          telemetry_metadata=telemetry_metadata))
+
+    @_KeyedFacade
+    def resume(cls, value: Any, event: str, *, step: Any = None) -> Instance:  # noqa: N805
+        """Complete the waiting step of this value's instance with ``event``."""
+        return facade.backend().resume(cls.id_for(value), event, step=step, workflow=cls)
+
+    @_KeyedFacade
+    def get(cls, value: Any) -> Instance:  # noqa: N805
+        """The newest instance of this workflow for ``value``."""
+        return facade.backend().get(cls.id_for(value), workflow=cls)
+
+    @_KeyedFacade
+    def cancel(cls, value: Any) -> Instance:  # noqa: N805
+        return facade.backend().cancel(cls.id_for(value), workflow=cls)
+
+    @classmethod
+    def list(cls, **filters: Any) -> list[Instance]:
+        """Instances of this workflow (filters: ``status``, ``status__in``, ``workflow_version``)."""
+        return list(facade.backend().list(workflow=cls, **filters))
+
+    @classmethod
+    def id_for(cls, value: Any) -> str:
+        from hephaestus_django.core.keys import build_id
+
+        return build_id(cls.unique.key, value, "workflow")
+
+    # ---- definition --------------------------------------------------------------------------
+    @classmethod
+    def definition(cls, version: int | None = None) -> type[Workflow]:
+        """The concrete workflow that runs ``version`` (``ValueError`` for an unknown one)."""
+        raise NotImplementedError
+
+    @classmethod
+    def resolve_version(cls, context: Mapping[str, Any], version: int | None = None) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def all_versions(cls) -> list[int]:
+        raise NotImplementedError
+
+    @classmethod
+    def _finish_class(cls, problems: list[str]) -> None:
+        if problems:
+            lines = "\n  - ".join(problems)
+            raise WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
+                                          problems=[f"workflow {cls.name}: {p}" for p in problems])
+        registry.register(cls)
+
+
+class Workflow(BaseWorkflow):
+    """A DAG of steps. Subclasses set ``unique``, ``start_step`` and ``transitions``."""
+
+    start_step: ClassVar[Any] = None
+    transitions: ClassVar[dict[Any, Any]] = {}
+    graph: ClassVar[Graph]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.abstract = bool(cls.__dict__.get("abstract", False))
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.abstract:
+            return
+        problems = _common_problems(cls)
+        version = cls.version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            problems.append(f"version must be a positive int, not {version!r}")
+        routes = [v for klass in reversed(cls.__mro__) for v in vars(klass).values() if isinstance(v, RouteSpec)]
+        graph, graph_problems = build_graph(cls.start_step, cls.transitions, routes)
+        problems.extend(graph_problems)
+        if graph is not None:
+            problems.extend(validate_graph(graph))
+            cls.graph = graph
+        cls._finish_class(problems)
+
+    @classmethod
+    def definition(cls, version: int | None = None) -> type[Workflow]:
+        if version is not None and version != cls.version:
+            raise ValueError(f"workflow {cls.name} has no version {version!r} (it is version {cls.version})")
+        return cls
+
+    @classmethod
+    def resolve_version(cls, context: Mapping[str, Any], version: int | None = None) -> int:
+        return cls.definition(version).version
+
+    @classmethod
+    def all_versions(cls) -> list[int]:
+        return [cls.version]
+
+
+class VersionedWorkflow(BaseWorkflow):
+    """Several versions of one workflow under one name; starts pick explicit → ``version_for`` → ``current``."""
+
+    versions: ClassVar[dict[int, type[Workflow]]] = {}
+    current: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.abstract = bool(cls.__dict__.get("abstract", False))
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.abstract:
+            return
+        problems = _common_problems(cls)
+        versions = cls.versions
+        if not isinstance(versions, dict) or not versions:
+            problems.append("versions must be a non-empty dict {version: Workflow}")
+            versions = {}
+        for key, wf in versions.items():
+            if isinstance(key, bool) or not isinstance(key, int) or key < 1:
+                problems.append(f"version key {key!r} must be a positive int")
+                continue
+            if not (isinstance(wf, type) and issubclass(wf, Workflow)) or wf.abstract:
+                problems.append(f"versions[{key}] must be a concrete Workflow class, not {wf!r}")
+                continue
+            if wf.version != key:
+                problems.append(f"versions[{key}] is {wf.__qualname__}, whose version is {wf.version}")
+            if isinstance(cls.unique, Unique) and wf.unique != cls.unique:
+                problems.append(f"versions[{key}] ({wf.__qualname__}) declares {wf.unique!r}, "
+                                f"but the umbrella declares {cls.unique!r}")
+        if cls.current is None:
+            problems.append("current is missing")
+        elif cls.current not in versions:
+            problems.append(f"current version {cls.current!r} is not among versions {sorted(versions)}")
+        cls._finish_class(problems)
+
+    @classmethod
+    def version_for(cls, versions: dict[int, type[Workflow]], context: Mapping[str, Any]) -> int | None:
+        """Override to choose a version from the start context; ``None`` means ``current``."""
+        return None
+
+    @classmethod
+    def definition(cls, version: int | None = None) -> type[Workflow]:
+        chosen = cls.current if version is None else version
+        if isinstance(chosen, bool) or chosen not in cls.versions:
+            raise ValueError(f"workflow {cls.name} has no version {version!r} (versions: {sorted(cls.versions)})")
+        return cls.versions[chosen]  # type: ignore[index]
+
+    @classmethod
+    def resolve_version(cls, context: Mapping[str, Any], version: int | None = None) -> int:
+        if version is None:
+            version = cls.version_for(dict(cls.versions), context)
+        return cls.definition(version).version
+
+    @classmethod
+    def all_versions(cls) -> list[int]:
+        return sorted(cls.versions)

@@ -1,0 +1,53 @@
+"""The Python API (SPEC §2): what the facade, the admin, the API and the commands call.
+
+::
+
+    from hephaestus_django import start_instance, resume, cancel, retry, get_instance, list_instances
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hephaestus_django.core import facade
+from hephaestus_django.core.instance import Instance
+from hephaestus_django.runtime.service import get_service
+
+__all__ = ["cancel", "get_instance", "install", "list_instances", "resume", "retry", "start_instance"]
+
+
+def install() -> None:
+    """Make the workflow facade (``OrderFlow.start(...)``) use the database."""
+    facade.set_backend(get_service())
+
+
+def start_instance(workflow: Any, context: dict[str, Any], *, id: str, version: int | None = None,
+                   telemetry_metadata: dict[str, Any] | None = None) -> Instance:
+    """Start ``workflow`` (class or registry name) with the full instance ``id``."""
+    return get_service().start_instance(workflow, context, id=id, version=version,
+                                        telemetry_metadata=telemetry_metadata)
+
+
+def resume(id: str, event: str, *, step: Any = None) -> Instance:
+    """Complete the waiting step of the newest instance ``id`` with ``event``."""
+    return get_service().resume(id, event, step=step)
+
+
+def cancel(id: str) -> Instance:
+    return get_service().cancel(id)
+
+
+def retry(id: str) -> Instance:
+    """Re-run the failed step of the failed instance ``id``."""
+    return get_service().retry(id)
+
+
+def get_instance(id: str) -> Instance:
+    """The newest instance with ``id`` (across workflows), with its history."""
+    return get_service().get(id)
+
+
+def list_instances(**filters: Any) -> list[Instance]:
+    """Instances, newest first; filters: ``workflow``, ``status``, ``status__in``, ``workflow_version``."""
+    workflow = filters.pop("workflow", None)
+    return get_service().list(workflow, **filters)

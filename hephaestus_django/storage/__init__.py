@@ -1,0 +1,1 @@
+"""Storage layer: the Django models and the ORM storage that maps them to core instances."""

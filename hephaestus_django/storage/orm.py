@@ -1,0 +1,266 @@
+"""The ORM storage: core instances to and from rows, with the fewest statements per transition.
+
+A step transition costs three statements: ``SELECT ... FOR UPDATE`` of the instance row,
+one ``UPDATE`` of it, and one ``INSERT`` of its new history entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from hephaestus_django.core import clock, registry
+from hephaestus_django.core.engine import ScheduleTimer
+from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext, UnknownWorkflow
+from hephaestus_django.core.graph import Graph
+from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
+from hephaestus_django.core.keys import unique_slot
+from hephaestus_django.core.ports import Timer
+from hephaestus_django.core.status import Status
+from hephaestus_django.core.step import Step
+from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import Timer as TimerRow
+
+
+def check_json(value: Any, what: str = "context") -> None:
+    """``InvalidContext`` unless Django's JSON encoder can store ``value``."""
+    try:
+        json.dumps(value, cls=DjangoJSONEncoder)
+    except (TypeError, ValueError) as exc:
+        raise InvalidContext(f"{what} is not JSON-serialisable: {exc}", field=what) from None
+
+
+def _graph(workflow_name: str, version: int) -> tuple[Any, Graph]:
+    workflow = registry.get_workflow(workflow_name)
+    try:
+        definition = workflow.definition(version)
+    except ValueError as exc:
+        raise UnknownWorkflow(str(exc), field="workflow") from None
+    return workflow, definition.graph
+
+
+def _step(graph: Graph, name: str, workflow: str) -> type[Step]:
+    step = graph.by_name.get(name)
+    if step is None:
+        raise UnknownWorkflow(f"workflow {workflow} has no step {name!r} any more", field="workflow")
+    return step
+
+
+def _entry_from_row(row: HistoryEntry, graph: Graph | None) -> ExecutionEntry:
+    step_ref: Any = row.step or None
+    if step_ref and graph is not None:
+        step_ref = graph.by_name.get(row.step, row.step)
+    return ExecutionEntry(step_ref, row.event or None, row.timestamp, row.context_updates, kind=row.kind,
+                          attempt=row.attempt, error=row.error or None, duration=row.duration, delay=row.delay)
+
+
+def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None) -> Instance:
+    """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone)."""
+    workflow, graph = _graph(row.workflow, row.workflow_version)
+    name = row.workflow
+
+    def steps(names: Iterable[str]) -> set[type[Step]]:
+        return {_step(graph, n, name) for n in names}
+
+    waiting = {_step(graph, n, name): parse_datetime(t) if isinstance(t, str) else t
+               for n, t in row.waiting_steps.items()}
+    context = row.context or {}
+    instance = Instance(
+        id=row.instance_id,
+        workflow=workflow,
+        workflow_version=row.workflow_version,
+        current_step=graph.by_name.get(row.current_step) if row.current_step else None,
+        status=Status(row.status),
+        context=Context(initial=context.get("initial", {}), steps=context.get("steps", {})),
+        step_configs={_step(graph, n, name): c for n, c in row.step_configs.items()},
+        active_steps=steps(row.active_steps),
+        completed_steps=steps(row.completed_steps),
+        runtime_metadata=row.runtime_metadata,
+        telemetry_metadata=row.telemetry_metadata,
+        telemetry_start_time=row.telemetry_start_time,
+        execution_history=[_entry_from_row(h, graph) for h in history] if history is not None else [],
+        waiting_steps=waiting,  # type: ignore[arg-type]
+        pending_joins=steps(row.pending_joins),
+        error=row.error or None,
+        revision=row.revision,
+        pk=row.pk,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+    instance.history_length = row.history_length
+    instance.persisted_entries = len(instance.execution_history)
+    return instance
+
+
+def _names(steps: Iterable[type[Step]]) -> list[str]:
+    return sorted(s.registry_name() for s in steps)
+
+
+def row_fields(instance: Instance) -> dict[str, Any]:
+    """The columns that carry an instance's state."""
+    scope = instance.workflow.unique.scope
+    active = instance.status.is_active
+    return {
+        "status": instance.status.value,
+        "current_step": instance.current_step.registry_name() if instance.current_step else "",
+        "context": instance.context.to_dict(),
+        "step_configs": {s.registry_name(): c for s, c in instance.step_configs.items()},
+        "active_steps": _names(instance.active_steps),
+        "completed_steps": _names(instance.completed_steps),
+        "waiting_steps": {s.registry_name(): t for s, t in instance.waiting_steps.items()},
+        "pending_joins": _names(instance.pending_joins),
+        "runtime_metadata": instance.runtime_metadata,
+        "telemetry_metadata": instance.telemetry_metadata,
+        "telemetry_start_time": instance.telemetry_start_time,
+        "error": instance.error or "",
+        "unique_slot": unique_slot(scope, instance.id, instance.workflow.name, instance.workflow_version)
+        if active else None,
+        "started_at": instance.started_at,
+        "finished_at": instance.finished_at,
+    }
+
+
+def _history_rows(instance: Instance) -> list[HistoryEntry]:
+    rows = []
+    for offset, entry in enumerate(instance.new_entries):
+        rows.append(HistoryEntry(
+            instance_id=instance.pk, seq=instance.history_length + offset + 1, kind=str(entry.kind),
+            step=entry.step_name or "", event=entry.event or "", timestamp=entry.timestamp,
+            context_updates=entry.context_updates, attempt=entry.attempt, error=entry.error or "",
+            duration=entry.duration, delay=entry.delay,
+        ))
+    return rows
+
+
+class DjangoStorage:
+    """Instances, history and timers in the ``hephaestus_django`` tables."""
+
+    name: ClassVar[str] = "django_orm"
+    supports_locking: ClassVar[bool] = True
+
+    def atomic(self) -> AbstractContextManager[Any]:
+        return transaction.atomic()
+
+    def check_context(self, context: Any) -> None:
+        check_json(context)
+
+    def create(self, instance: Instance, scope: str) -> None:
+        now = clock.now()
+        fields = row_fields(instance)
+        # Called inside the service's transaction: the advisory lock lasts until it commits.
+        if connection.vendor == "postgresql":
+            # Serialise starts of one id, so the global scope's cross-workflow check cannot race.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [instance.id])
+        if scope == "global":
+            clash = WorkflowInstance.objects.active().filter(instance_id=instance.id).first()
+            if clash is not None:
+                raise AlreadyRunning(f"instance {instance.id} is already active (workflow {clash.workflow})")
+        try:
+            with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
+                row = WorkflowInstance.objects.create(
+                    instance_id=instance.id, workflow=instance.workflow.name,
+                    workflow_version=instance.workflow_version, created_at=now, updated_at=now,
+                    revision=1, **fields,
+                )
+        except IntegrityError:
+            raise AlreadyRunning(
+                f"instance {instance.id} is already active in workflow {instance.workflow.name} "
+                f"(unique scope {scope!r})"
+            ) from None
+        instance.pk = row.pk
+        instance.created_at = instance.updated_at = now
+        instance.revision = 1
+        if instance.execution_history:
+            HistoryEntry.objects.bulk_create(_history_rows(instance))
+        instance.mark_persisted()
+
+    def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
+             history: bool = True) -> Instance:
+        qs = WorkflowInstance.objects.filter(instance_id=id)
+        if workflow is not None:
+            qs = qs.filter(workflow=workflow)
+        if for_update:
+            qs = qs.select_for_update()
+        row = qs.order_by("-pk").first()
+        if row is None:
+            where = f" in workflow {workflow}" if workflow else ""
+            raise InstanceNotFound(f"no instance with id {id!r}{where}", field="id")
+        return self._instance(row, history)
+
+    def load_pk(self, pk: Any, *, for_update: bool = False, history: bool = False) -> Instance:
+        qs = WorkflowInstance.objects.all()
+        if for_update:
+            qs = qs.select_for_update()
+        row = qs.filter(pk=pk).first()
+        if row is None:
+            raise InstanceNotFound(f"no instance with pk {pk!r}", field="id")
+        return self._instance(row, history)
+
+    def _instance(self, row: WorkflowInstance, history: bool) -> Instance:
+        entries = list(HistoryEntry.objects.filter(instance_id=row.pk).order_by("seq")) if history else None
+        return to_instance(row, entries)
+
+    def save(self, instance: Instance) -> None:
+        now = clock.now()
+        fields = row_fields(instance)
+        rows = _history_rows(instance)
+        fields.update(updated_at=now, revision=instance.revision + 1, history_length=instance.history_length + len(rows))
+        try:
+            WorkflowInstance.objects.filter(pk=instance.pk).update(**fields)
+        except IntegrityError:
+            raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
+                from None
+        if rows:
+            HistoryEntry.objects.bulk_create(rows)
+        instance.revision += 1
+        instance.updated_at = now
+        instance.mark_persisted()
+
+    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
+        TimerRow.objects.bulk_create([
+            TimerRow(instance_id=instance.pk, step=effect.step.registry_name(), purpose=effect.purpose,
+                     attempt=effect.attempt, due_at=due)
+            for effect, due in timers
+        ])
+
+    def delete_timers(self, instance: Instance) -> None:
+        TimerRow.objects.filter(instance_id=instance.pk).delete()
+
+    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
+        rows = TimerRow.objects.filter(due_at__lte=now).order_by("due_at", "pk")[:limit]
+        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in rows]
+
+    def timers(self, instance_pk: Any = None) -> list[Timer]:
+        qs = TimerRow.objects.order_by("due_at", "pk")
+        if instance_pk is not None:
+            qs = qs.filter(instance_id=instance_pk)
+        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
+
+    def claim_timer(self, timer: Timer) -> bool:
+        deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
+        return bool(deleted)
+
+    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+        qs = WorkflowInstance.objects.all()
+        if workflow is not None:
+            qs = qs.filter(workflow=workflow)
+        allowed = {"status", "status__in", "workflow_version"}
+        unknown = set(filters) - allowed
+        if unknown:
+            raise TypeError(f"unknown filter(s): {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed))})")
+        if "status" in filters:
+            filters["status"] = Status(filters["status"]).value
+        if "status__in" in filters:
+            filters["status__in"] = [Status(s).value for s in filters["status__in"]]
+        rows = list(qs.filter(**filters).order_by("-created_at", "-pk").prefetch_related("history"))
+        return [to_instance(r, list(r.history.all())) for r in rows]

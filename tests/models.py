@@ -1,0 +1,1 @@
+"""Models used only by the tests (for example, rows that atomic steps write)."""
