@@ -17,12 +17,12 @@ python manage.py migrate --no-input
 
 heading "Superuser admin / admin"
 export DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_PASSWORD=admin DJANGO_SUPERUSER_EMAIL=admin@example.com
-exists="$(python manage.py shell -c '
+exists="$(python manage.py shell --verbosity 0 -c '
 from django.contrib.auth import get_user_model
 print(get_user_model()._default_manager.filter(username="admin").exists())
 ')"
-if [ "$exists" = "True" ]; then
-    python manage.py shell -c '
+if [ "$(printf '%s' "$exists" | tail -n 1)" = "True" ]; then
+    python manage.py shell --verbosity 0 -c '
 from django.contrib.auth import get_user_model
 user = get_user_model()._default_manager.get(username="admin")
 user.is_active = user.is_staff = user.is_superuser = True

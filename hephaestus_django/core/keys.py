@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 SCOPES = ("workflow", "version", "global", "none")
-KEY_RE = re.compile(r"^[a-z0-9]+$")
-VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SUFFIX_RE = re.compile(r"^[0-9a-f]{8}$")
+KEY_RE = re.compile(r"^[a-z0-9]+\Z")
+VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_SUFFIX_RE = re.compile(r"^[0-9a-f]{8}\Z")
 SEPARATOR = "::"
 
 

@@ -61,6 +61,8 @@ class MemoryStorage:
             if clash is not None:
                 raise AlreadyRunning(f"instance {instance.id} is already active in workflow {clash.workflow}")
             instance.pk = next(self._ids)
+            # keep a copy of the caller's data, as a database row would: mutating it later changes nothing
+            instance.context.initial = copy.deepcopy(instance.context.initial)
             instance.created_at = instance.updated_at = instance.started_at
             self._store(instance)
 

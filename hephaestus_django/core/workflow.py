@@ -224,9 +224,10 @@ class VersionedWorkflow(BaseWorkflow):
                 continue
             if wf.version != key:
                 problems.append(f"versions[{key}] is {wf.__qualname__}, whose version is {wf.version}")
-            if isinstance(cls.unique, Unique) and wf.unique != cls.unique:
+            umbrella = getattr(cls, "unique", None)  # missing: already reported, not an AttributeError
+            if isinstance(umbrella, Unique) and wf.unique != umbrella:
                 problems.append(f"versions[{key}] ({wf.__qualname__}) declares {wf.unique!r}, "
-                                f"but the umbrella declares {cls.unique!r}")
+                                f"but the umbrella declares {umbrella!r}")
         if cls.current is None:
             problems.append("current is missing")
         elif cls.current not in versions:

@@ -65,6 +65,29 @@ class DjangoService(Service):
         return len(effects)
 
 
+    def run_pending_steps(self) -> int:
+        """Run here every step that is runnable but not running in this process (queued on a
+        backend, or lost with a worker); returns how many ran."""
+        from hephaestus_django.storage.models import WorkflowInstance
+
+        ran = 0
+        pending_retries = self.storage.pending_retry_steps()
+        for pk in WorkflowInstance.objects.filter(status="running").values_list("pk", flat=True):
+            instance = self.storage.load_pk(pk, history=False)
+            graph = engine.graph_of(instance)
+            blocked = pending_retries.get(pk, set())
+            effects: list[Effect] = [ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.index.__getitem__)
+                                     if s.registry_name() not in blocked]
+            if effects:
+                previous, self._inline = self._inline, True
+                try:
+                    Service.run(self, instance, effects)
+                finally:
+                    self._inline = previous
+                ran += len(effects)
+        return ran
+
+
 _service: DjangoService | None = None
 
 

@@ -246,6 +246,13 @@ class DjangoStorage:
             qs = qs.filter(instance_id=instance_pk)
         return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
 
+    def pending_retry_steps(self) -> dict[Any, set[str]]:
+        """Instance pk -> names of its steps waiting on a retry timer."""
+        found: dict[Any, set[str]] = {}
+        for pk, step in TimerRow.objects.filter(purpose="retry").values_list("instance_id", "step"):
+            found.setdefault(pk, set()).add(step)
+        return found
+
     def claim_timer(self, timer: Timer) -> bool:
         deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
         return bool(deleted)

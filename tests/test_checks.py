@@ -1,0 +1,93 @@
+"""Issue 3: system checks, settings and autodiscovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from hephaestus_django.checks import check_settings, check_task_backend
+from hephaestus_django.conf import DEFAULTS, settings
+from hephaestus_django.core import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_default_settings_pass():
+    assert check_settings() == []
+    assert check_task_backend() == []
+    assert settings.TASK_BACKEND == "default" and settings.LEASE_SECONDS == 300.0
+
+
+@override_settings(HEPHAESTUS={"NOT_A_KEY": 1})
+def test_unknown_key():
+    messages = check_settings()
+    assert ids(messages) == ["hephaestus.E001"] and "NOT_A_KEY" in messages[0].msg
+
+
+@override_settings(HEPHAESTUS=["not", "a", "dict"])
+def test_not_a_dict():
+    assert ids(check_settings()) == ["hephaestus.E001"]
+
+
+@override_settings(HEPHAESTUS={"LEASE_SECONDS": 0, "WORKER_INTERVAL": "fast"})
+def test_bad_numbers():
+    assert ids(check_settings()) == ["hephaestus.E002", "hephaestus.E003"]
+
+
+@override_settings(HEPHAESTUS={"TASK_BACKEND": "nowhere"})
+def test_unknown_task_backend():
+    messages = check_task_backend()
+    assert ids(messages) == ["hephaestus.E201"] and "nowhere" in messages[0].msg
+
+
+def test_settings_reload_on_change():
+    assert settings.QUEUE_NAME == DEFAULTS["QUEUE_NAME"]
+    with override_settings(HEPHAESTUS={"QUEUE_NAME": "workflows"}):
+        assert settings.QUEUE_NAME == "workflows"
+    assert settings.QUEUE_NAME == "default"
+    with pytest.raises(AttributeError, match="unknown HEPHAESTUS setting"):
+        settings.NOPE  # noqa: B018
+
+
+def test_workflows_are_autodiscovered():
+    assert registry.is_registered("tests.PersistFlow")
+
+
+def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
+    """A workflows module with a broken workflow: `check` names it (E101) and exits non-zero."""
+    app = tmp_path / "brokenapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "workflows.py").write_text(textwrap.dedent("""
+        from hephaestus_django import Step, Unique, Workflow
+
+        class Lonely(Step):
+            events = ("x",)
+
+        class BrokenFlow(Workflow):
+            unique = Unique(key="broken")
+            start_step = Lonely
+            transitions = {}
+    """))
+    (tmp_path / "broken_settings.py").write_text(textwrap.dedent("""
+        from tests.settings import *  # noqa: F403
+        INSTALLED_APPS = [*INSTALLED_APPS, "brokenapp"]
+        DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    """))
+    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "DJANGO_SETTINGS_MODULE": "broken_settings", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "django", "check"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "hephaestus.E101" in result.stderr
+    assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr
+    assert "Traceback" not in result.stderr
