@@ -120,11 +120,13 @@ def _activate(instance: Instance, step: type[Step], config: dict[str, Any] | Non
     effects.append(ExecuteStep(step, 1))
 
 
-def execute_step(instance: Instance, step: type[Step], attempt: int = 1) -> StepOutcome:
+def execute_step(instance: Instance, step: type[Step], attempt: int = 1, *, threaded: bool = True) -> StepOutcome:
     """Run the step's ``execute`` (user code) and capture what it returned or raised.
 
     A step with ``timeout`` runs in a helper thread; when it overruns, the outcome is a
-    failure (the thread cannot be killed and finishes in the background).
+    failure (the thread cannot be killed and finishes in the background). With
+    ``threaded=False`` (atomic steps, whose work must stay in the caller's transaction) it
+    runs inline and an overrun is a failure once it returns.
     """
     config = instance.step_configs.get(step, {})
     instance.current_step = step
@@ -133,7 +135,7 @@ def execute_step(instance: Instance, step: type[Step], attempt: int = 1) -> Step
     started = time.perf_counter()
     outcome = StepOutcome()
     try:
-        if step.timeout:
+        if step.timeout and threaded:
             outcome.result = _run_with_timeout(step, instance, config, float(step.timeout))
         else:
             outcome.result = step().execute(instance, config, instance.context)
@@ -141,6 +143,8 @@ def execute_step(instance: Instance, step: type[Step], attempt: int = 1) -> Step
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.traceback = tb.format_exc()
     outcome.duration = time.perf_counter() - started
+    if step.timeout and not threaded and outcome.error is None and outcome.duration > step.timeout:
+        outcome.error = f"TimeoutError: step {step.__qualname__} exceeded its timeout of {step.timeout:g}s"
     return outcome
 
 
@@ -154,6 +158,25 @@ def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, An
             raise TimeoutError(f"step {step.__qualname__} exceeded its timeout of {timeout:g}s") from None
     finally:
         pool.shutdown(wait=False)
+
+
+def is_runnable(instance: Instance, step: type[Step]) -> bool:
+    """Whether ``step`` may start executing now (not for a cancelled or finished instance)."""
+    return instance.status in (Status.RUNNING, Status.WAITING) and step in instance.active_steps \
+        and step not in instance.waiting_steps
+
+
+def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
+    """Whether applying ``outcome`` would count as a failure of the step (atomic steps roll back)."""
+    if outcome.error is not None:
+        return True
+    result = outcome.result
+    if isinstance(result, str):
+        return result not in step.events
+    if isinstance(result, Ok):
+        return result.event not in step.events or not isinstance(result.context_updates, dict | None) \
+            or not isinstance(result.metadata_updates, dict | None)
+    return not isinstance(result, Async)
 
 
 def is_applicable(instance: Instance, step: type[Step]) -> bool:

@@ -105,6 +105,14 @@ class MemoryStorage:
             instance.updated_at = instance.execution_history[-1].timestamp if instance.execution_history else None
             self._store(instance)
 
+    def save_if_unchanged(self, instance: Instance) -> bool:
+        with self._lock:
+            stored = self._instances.get(instance.pk)
+            if stored is None or stored.revision != instance.revision:
+                return False
+            self.save(instance)
+            return True
+
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
         with self._lock:
             for effect, due in timers:

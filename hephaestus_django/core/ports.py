@@ -49,6 +49,9 @@ class Storage(Protocol):
     def save(self, instance: Instance) -> None:
         """Store the instance's state and its new history entries."""
 
+    def save_if_unchanged(self, instance: Instance) -> bool:
+        """Like :meth:`save`, but only if the stored revision is still ``instance.revision``."""
+
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None: ...
 
     def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]: ...

@@ -121,7 +121,8 @@ def _labels(graph: Graph) -> dict[type[Step], str]:
     counts: dict[str, int] = {}
     for node in graph.nodes:
         counts[node.__name__] = counts.get(node.__name__, 0) + 1
-    return {node: node.__name__ if counts[node.__name__] == 1 else node.registry_name() for node in graph.nodes}
+    return {node: node.__name__ if counts[node.__name__] == 1 else node.registry_name()
+            for node in graph.nodes}
 
 
 def layers(graph: Graph) -> list[list[type[Step]]]:
@@ -231,7 +232,9 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
             lines.append(f"  {marker}{labels[node]}{suffix}")
             for event, edges in grouped.get(node, []):
                 targets = ", ".join(labels[e.target] for e in edges)
-                kind = "  (route)" if any(e.routed for e in edges) else "  (fan-out)" if len(edges) > 1 else ""
+                kind = "  (fan-out)" if len(edges) > 1 else ""
+                if any(e.routed for e in edges):
+                    kind = "  (route)"
                 lines.append(f"      --{event}--> {targets}{kind}")
     if marked is not None:
         lines.append("")
@@ -243,27 +246,122 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
 _CHAR_WIDTH = 7.4
 _NODE_HEIGHT = 36
 _H_GAP = 36
+_DUMMY_GAP = 14
 _V_GAP = 64
 _MARGIN = 20
 _LEGEND_HEIGHT = 28
+#: Above this many bend points, long edges are drawn straight (huge graphs stay cheap to lay out).
+_MAX_BENDS = 20_000
 
 
-def _order_layers(graph: Graph, by_layer: list[list[type[Step]]]) -> list[list[type[Step]]]:
-    """Order each layer by the mean position of its predecessors (one barycentre sweep)."""
-    position: dict[type[Step], float] = {}
-    ordered: list[list[type[Step]]] = []
-    for layer in by_layer:
-        def key(node: type[Step]) -> tuple[float, int]:
-            preds = graph.preds.get(node, [])
-            centre = sum(position[p] for p in preds) / len(preds) if preds else 0.0
-            return centre, graph.index[node]
+class _Layout:
+    """A layered (Sugiyama-style) layout: long edges get bend points in the layers they cross,
+    layers are ordered by barycentre sweeps, and each vertex sits near its predecessors.
 
-        row = sorted(layer, key=key)
-        middle = (len(row) - 1) / 2
-        for i, node in enumerate(row):
-            position[node] = i - middle
-        ordered.append(row)
-    return ordered
+    Vertices are ints: ``0..n-1`` are the graph's nodes (topological index), the rest bends.
+    """
+
+    def __init__(self, graph: Graph, widths: dict[type[Step], float]) -> None:
+        nodes = graph.nodes
+        depth = {node: i for i, layer in enumerate(layers(graph)) for node in layer}
+        self.layer = [depth[n] for n in nodes]
+        self.width = [widths[n] for n in nodes]
+        self.preds: list[list[int]] = [[] for _ in nodes]
+        self.succs: list[list[int]] = [[] for _ in nodes]
+        #: (source, target) pairs of the graph and the vertices their line runs through.
+        self.routes: dict[tuple[type[Step], type[Step]], list[int]] = {}
+        index = graph.index
+        pairs = list(dict.fromkeys((e.source, e.target) for e in graph.edges))
+        bends = sum(max(0, depth[t] - depth[s] - 1) for s, t in pairs)
+        for source, target in pairs:
+            chain = [index[source]]
+            if bends <= _MAX_BENDS:
+                for level in range(depth[source] + 1, depth[target]):
+                    chain.append(self._add_bend(level))
+            chain.append(index[target])
+            for a, b in zip(chain, chain[1:], strict=False):
+                self.succs[a].append(b)
+                self.preds[b].append(a)
+            self.routes[(source, target)] = chain
+        self.rows: list[list[int]] = [[] for _ in range(max(self.layer, default=-1) + 1)]
+        for v in range(len(self.layer)):
+            self.rows[self.layer[v]].append(v)
+        self._ports: dict[tuple[int, bool], dict[int, int]] = {}
+        self._order()
+        self.x = self._place()
+
+    def _add_bend(self, level: int) -> int:
+        self.layer.append(level)
+        self.width.append(0.0)
+        self.preds.append([])
+        self.succs.append([])
+        return len(self.layer) - 1
+
+    def _order(self) -> None:
+        position = [0.0] * len(self.layer)
+
+        def number(row: list[int]) -> None:
+            middle = (len(row) - 1) / 2
+            for i, v in enumerate(row):
+                position[v] = i - middle
+
+        number(self.rows[0]) if self.rows else None
+        for sweep in range(3):
+            down = sweep % 2 == 0
+            levels = range(1, len(self.rows)) if down else range(len(self.rows) - 2, -1, -1)
+            for level in levels:
+                row = self.rows[level]
+                for v in row:
+                    near = self.preds[v] if down else self.succs[v]
+                    if near:
+                        position[v] = sum(position[u] for u in near) / len(near)
+                row.sort(key=lambda v: (position[v], v))
+                number(row)
+
+    def _place(self) -> list[float]:
+        """x of every vertex: rows packed, then pulled towards their neighbours, down, up and down."""
+        x = [0.0] * len(self.layer)
+        for row in self.rows:
+            self._pack(row, {}, x)
+        for sweep in range(8):
+            down = sweep % 2 == 0
+            rows = self.rows[1:] if down else self.rows[-2::-1]
+            for row in rows:
+                desired = {}
+                for v in row:
+                    near = self.preds[v] if down else self.succs[v]
+                    if near:
+                        desired[v] = sum(x[u] for u in near) / len(near)
+                self._pack(row, desired, x)
+        return x
+
+    def port(self, v: int, other: int, x: list[float], *, down: bool) -> float:
+        """Where the line between ``v`` and its neighbour ``other`` meets ``v``'s bottom (``down``)
+        or top: lines spread over the middle half of the box, in the order of their far ends."""
+        key = (v, down)
+        if key not in self._ports:
+            near = sorted(self.succs[v] if down else self.preds[v], key=lambda u: (x[u], u))
+            self._ports[key] = {u: i for i, u in enumerate(near)}
+        ports = self._ports[key]
+        if len(ports) < 2:
+            return x[v]
+        span = self.width[v] / 2
+        return x[v] - span / 2 + span * ports[other] / (len(ports) - 1)
+
+    def _pack(self, row: list[int], desired: dict[int, float], x: list[float]) -> None:
+        """Put the row's vertices at their desired x (else where they are), keeping them apart."""
+        previous: int | None = None
+        wanted = {v: desired.get(v, x[v]) for v in row}
+        for v in row:
+            x[v] = wanted[v]
+            if previous is not None:
+                gap = _H_GAP if self.width[v] and self.width[previous] else _DUMMY_GAP
+                x[v] = max(x[v], x[previous] + (self.width[previous] + self.width[v]) / 2 + gap)
+            previous = v
+        if row:  # pushing right only drifts: move the row back onto where it wanted to be
+            shift = sum(wanted[v] - x[v] for v in row) / len(row)
+            for v in row:
+                x[v] += shift
 
 
 def _text_width(text: str) -> float:
@@ -274,23 +372,20 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
     """A self-contained ``<svg>`` of the graph (layered, top-down): rounded boxes named after
     their steps, arrows labelled with events, boxes filled by ``states`` when given."""
     labels, marked = _labels(graph), _normalise(graph, states)
-    rows = _order_layers(graph, layers(graph))
     widths = {node: max(84.0, _text_width(labels[node]) + 28) for node in graph.nodes}
-    row_widths = [sum(widths[n] for n in row) + _H_GAP * (len(row) - 1) for row in rows]
+    layout = _Layout(graph, widths)
+    xs = layout.x
+    left = min((xs[v] - layout.width[v] / 2 for v in range(len(xs))), default=0.0)
+    right = max((xs[v] + layout.width[v] / 2 for v in range(len(xs))), default=0.0)
     legend_width = 4 * 110.0 if marked is not None else 0.0
-    inner = max(row_widths + [legend_width, 120.0])
-    width = inner + 2 * _MARGIN
-    height = 2 * _MARGIN + len(rows) * _NODE_HEIGHT + (len(rows) - 1) * _V_GAP
+    width = max(right - left, legend_width, 120.0) + 2 * _MARGIN
+    rows = len(layout.rows)
+    height = 2 * _MARGIN + rows * _NODE_HEIGHT + max(0, rows - 1) * _V_GAP
     if marked is not None:
         height += _LEGEND_HEIGHT + 8
 
-    centre: dict[type[Step], tuple[float, float]] = {}
-    for r, row in enumerate(rows):
-        x = _MARGIN + (inner - row_widths[r]) / 2
-        y = _MARGIN + r * (_NODE_HEIGHT + _V_GAP) + _NODE_HEIGHT / 2
-        for node in row:
-            centre[node] = (x + widths[node] / 2, y)
-            x += widths[node] + _H_GAP
+    def point(v: int) -> tuple[float, float]:
+        return xs[v] - left + _MARGIN, _MARGIN + layout.layer[v] * (_NODE_HEIGHT + _V_GAP) + _NODE_HEIGHT / 2
 
     digest = hashlib.sha1("|".join(n.registry_name() for n in graph.nodes).encode(), usedforsecurity=False)
     arrow_id = f"hx-arrow-{digest.hexdigest()[:10]}"
@@ -304,29 +399,34 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
     ]
 
     # edges first, so that boxes cover line ends; events between the same two steps share a line
-    pairs: dict[tuple[type[Step], type[Step]], list[Edge]] = {}
+    events: dict[tuple[type[Step], type[Step]], list[Edge]] = {}
     for edge in graph.edges:
-        pairs.setdefault((edge.source, edge.target), []).append(edge)
-    labels_out: list[str] = []
-    for (source, target), edges in pairs.items():
-        (x1, y1), (x2, y2) = centre[source], centre[target]
-        y1 += _NODE_HEIGHT / 2
-        y2 -= _NODE_HEIGHT / 2
+        events.setdefault((edge.source, edge.target), []).append(edge)
+    event_labels: list[str] = []
+    for pair, edges in events.items():
+        route = layout.routes[pair]
+        points = [point(v) for v in route]
+        points[0] = (layout.port(route[0], route[1], xs, down=True) - left + _MARGIN,
+                     points[0][1] + _NODE_HEIGHT / 2)
+        points[-1] = (layout.port(route[-1], route[-2], xs, down=False) - left + _MARGIN,
+                      points[-1][1] - _NODE_HEIGHT / 2)
+        path = " L ".join(f"{px:.1f} {py:.1f}" for px, py in points)
         dash = ' stroke-dasharray="5 4"' if all(e.routed for e in edges) else ""
-        out.append(f'<line class="hx-edge" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                   f'stroke="#52525b" stroke-width="1.4"{dash} marker-end="url(#{arrow_id})"/>')
+        out.append(f'<path class="hx-edge" d="M {path}" fill="none" stroke="#52525b" '
+                   f'stroke-width="1.4"{dash} marker-end="url(#{arrow_id})"/>')
         text = ", ".join(dict.fromkeys(e.event for e in edges))
-        # the label sits a third of the way down, where fan-out lines are already apart
-        lx, ly = x1 + (x2 - x1) / 3, y1 + (y2 - y1) / 3
+        # on the first segment, a third of the way down, where fan-out lines are already apart
+        (ax, ay), (bx, by) = points[0], points[1]
+        lx, ly = ax + (bx - ax) / 3, ay + (by - ay) / 3
         box = _text_width(text) * 0.85 + 8
-        labels_out.append(
-            f'<g class="hx-event"><rect x="{lx - box / 2:.1f}" y="{ly - 9:.1f}" width="{box:.1f}" height="16" '
-            f'rx="3" fill="#ffffff" fill-opacity="0.9"/><text x="{lx:.1f}" y="{ly + 3.5:.1f}" '
+        event_labels.append(
+            f'<g class="hx-event"><rect x="{lx - box / 2:.1f}" y="{ly - 9:.1f}" width="{box:.1f}" '
+            f'height="16" rx="3" fill="#ffffff" fill-opacity="0.9"/><text x="{lx:.1f}" y="{ly + 3.5:.1f}" '
             f'text-anchor="middle" font-size="11" fill="#3f3f46">{_xml_escape(text)}</text></g>')
-    out.extend(labels_out)
+    out.extend(event_labels)
 
-    for node in graph.nodes:
-        cx, cy = centre[node]
+    for i, node in enumerate(graph.nodes):
+        cx, cy = point(i)
         w = widths[node]
         state = marked[node] if marked is not None else None
         fill, stroke, colour = COLOURS[state] if state is not None else _PLAIN
@@ -336,18 +436,18 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
         out.append(
             f'<g class="{css}" data-step="{_xml_escape(node.registry_name())}">'
             f"<title>{_xml_escape(title)}</title>"
-            f'<rect x="{cx - w / 2:.1f}" y="{cy - _NODE_HEIGHT / 2:.1f}" width="{w:.1f}" height="{_NODE_HEIGHT}" '
-            f'rx="10" ry="10" fill="{fill}" stroke="{stroke}"{bold}/>'
+            f'<rect x="{cx - w / 2:.1f}" y="{cy - _NODE_HEIGHT / 2:.1f}" width="{w:.1f}" '
+            f'height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}"{bold}/>'
             f'<text x="{cx:.1f}" y="{cy + 4.5:.1f}" text-anchor="middle" fill="{colour}">'
             f"{_xml_escape(labels[node])}</text></g>")
 
     if marked is not None:
         y = height - _MARGIN - _LEGEND_HEIGHT / 2
-        x = _MARGIN
+        x = float(_MARGIN)
         for state in STATES:
-            fill, stroke, colour = COLOURS[state]
-            out.append(f'<g class="hx-legend"><rect x="{x:.1f}" y="{y - 8:.1f}" width="16" height="16" rx="4" '
-                       f'fill="{fill}" stroke="{stroke}"/><text x="{x + 22:.1f}" y="{y + 4.5:.1f}" '
+            fill, stroke, _ = COLOURS[state]
+            out.append(f'<g class="hx-legend"><rect x="{x:.1f}" y="{y - 8:.1f}" width="16" height="16" '
+                       f'rx="4" fill="{fill}" stroke="{stroke}"/><text x="{x + 22:.1f}" y="{y + 4.5:.1f}" '
                        f'fill="#3f3f46">{state}</text></g>')
             x += 110
     out.append("</svg>")

@@ -7,6 +7,7 @@ workflow) unless a subclass hands ``ExecuteStep`` effects to a queue instead.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable
 from datetime import timedelta
@@ -18,7 +19,7 @@ from hephaestus_django.core.exceptions import InvalidContext, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import Storage, Timer
-from hephaestus_django.core.step import Step
+from hephaestus_django.core.step import Step, StepOutcome
 from hephaestus_django.core.workflow import BaseWorkflow
 
 
@@ -38,7 +39,7 @@ class Service:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        telemetry.emit("runner_initialized", None, {"system_time": clock.now().timestamp()},
+        telemetry.emit("runner_initialized", None, {"system_time": time.time_ns()},
                        {"name": type(self).__name__, "runner": self.runner_name, "storage": storage.name})
 
     # ---- starting -------------------------------------------------------------------------------
@@ -134,15 +135,61 @@ class Service:
                 queue.extend(e for e in new_effects if isinstance(e, ExecuteStep))
 
     def run_step(self, instance: Instance, step: type[Step], attempt: int) -> tuple[Instance | None, list[Effect]]:
-        """Execute ``step`` on a snapshot of ``instance``, then apply its outcome under the lock."""
+        """Execute ``step`` on ``instance`` (a snapshot: no lock is held while user code runs),
+        then apply its outcome. Atomic steps run inside the transaction that applies it."""
+        if step.atomic:
+            return self._run_atomic(instance, step, attempt)
         outcome = engine.execute_step(instance, step, attempt)
-        with self.storage.atomic():
-            fresh = self.storage.load_pk(instance.pk, for_update=True, history=False)
-            effects = engine.apply_outcome(fresh, step, outcome, attempt)
-            if effects is None:
-                return None, []
-            self.storage.save(fresh)
-            self._schedule(fresh, effects)
+        return self.apply(instance, step, outcome, attempt)
+
+    def apply(self, instance: Instance, step: type[Step], outcome: StepOutcome,
+              attempt: int) -> tuple[Instance | None, list[Effect]]:
+        """Apply a step's outcome exactly once.
+
+        First optimistically onto the snapshot the step ran on: the write succeeds only if the
+        stored revision is still the snapshot's (one UPDATE, no prior read). If somebody else
+        changed the instance meanwhile, the outcome is applied again onto the current state,
+        read under a row lock. An outcome whose step is no longer active is dropped.
+        """
+        with telemetry.buffered() as events:
+            with self.storage.atomic():
+                result: tuple[Instance, list[Effect]] | None = None
+                if engine.is_applicable(instance, step):
+                    effects = engine.apply_outcome(instance, step, outcome, attempt) or []
+                    if self.storage.save_if_unchanged(instance):
+                        result = (instance, effects)
+                    else:
+                        events.discard()
+                if result is None:
+                    fresh = self.storage.load_pk(instance.pk, for_update=True, history=False)
+                    fresh_effects = engine.apply_outcome(fresh, step, outcome, attempt)
+                    if fresh_effects is None:
+                        return None, []
+                    self.storage.save(fresh)
+                    result = (fresh, fresh_effects)
+                self._schedule(*result)
+            events.flush()
+        return result
+
+    def _run_atomic(self, instance: Instance, step: type[Step], attempt: int) -> tuple[Instance | None, list[Effect]]:
+        with telemetry.buffered() as events:
+            with self.storage.atomic():
+                fresh = self.storage.load_pk(instance.pk, for_update=True, history=False)
+                if not engine.is_runnable(fresh, step):
+                    return None, []
+                outcome = None
+                try:
+                    with self.storage.atomic():  # the step's own writes: undone when it fails
+                        outcome = engine.execute_step(fresh, step, attempt, threaded=False)
+                        if engine.outcome_failed(step, outcome):
+                            raise _RollBack
+                except _RollBack:
+                    pass
+                assert outcome is not None
+                effects = engine.apply_outcome(fresh, step, outcome, attempt) or []
+                self.storage.save(fresh)
+                self._schedule(fresh, effects)
+            events.flush()
         return fresh, effects
 
     def fire_due_timers(self) -> int:
@@ -177,6 +224,10 @@ class Service:
                 break
             total += fired
         return total
+
+
+class _RollBack(Exception):
+    """Raised inside an atomic step's savepoint to undo its writes."""
 
 
 class telemetry_runner:  # noqa: N801 - used as a context manager, reads like one

@@ -39,7 +39,43 @@ def has_listeners() -> bool:
     return bool(_listeners)
 
 
+_buffer: contextvars.ContextVar[list[tuple[str, Any, dict[str, Any], dict[str, Any]]] | None] = \
+    contextvars.ContextVar("hephaestus_telemetry_buffer", default=None)
+
+
+class buffered:  # noqa: N801 - a context manager, reads like one
+    """Hold the events emitted inside the block; send them only when :meth:`flush` is called.
+
+    Used around a state change that may be retried or rolled back, so every event is sent
+    once, for the change that was stored.
+    """
+
+    def __enter__(self) -> buffered:
+        self.events: list[tuple[str, Any, dict[str, Any], dict[str, Any]]] = []
+        self.token = _buffer.set(self.events)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _buffer.reset(self.token)
+
+    def discard(self) -> None:
+        self.events.clear()
+
+    def flush(self) -> None:
+        events, self.events[:] = list(self.events), []
+        for event in events:
+            _send(*event)
+
+
 def emit(name: str, workflow: Any, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+    held = _buffer.get()
+    if held is not None:
+        held.append((name, workflow, measurements, metadata))
+        return
+    _send(name, workflow, measurements, metadata)
+
+
+def _send(name: str, workflow: Any, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
     for listener in tuple(_listeners):
         try:
             listener(name, workflow, measurements, metadata)

@@ -1,17 +1,39 @@
-"""The engine service over the ORM, dispatching step executions through Django Tasks."""
+"""The engine service over the ORM, dispatching step executions through Django Tasks.
+
+Immediate backend (the default): one ``advance`` task runs every step of an instance in the
+caller, in a loop — no nested enqueues, no recursion limit. Queue backends (django-tasks-db,
+django-tasks-rq): each step execution is one ``run_step`` task, enqueued when the transaction
+that made the step runnable commits; due timers are enqueued with ``run_after`` where the
+backend supports it, and always fired by ``manage.py hephaestus_worker``, which also re-runs
+the steps of instances whose lease expired (a worker died, or a crash lost an enqueue).
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.db import transaction
 
 from hephaestus_django.compat import ImmediateBackend, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
-from hephaestus_django.core import engine
-from hephaestus_django.core.engine import Effect, ExecuteStep
-from hephaestus_django.core.exceptions import HephaestusError
+from hephaestus_django.core import clock, engine
+from hephaestus_django.core.engine import Effect, ExecuteStep, ScheduleTimer
+from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.ports import Timer
+from hephaestus_django.core.service import Service, telemetry_runner
+from hephaestus_django.storage.models import Timer as TimerRow
+from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import DjangoStorage
+
+logger = logging.getLogger("hephaestus")
+
+#: True while this context already runs steps in process (inside ``advance``, the test kit, ...).
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("hephaestus_inline", default=False)
 
 
 class DispatchError(HephaestusError):
@@ -19,74 +41,208 @@ class DispatchError(HephaestusError):
 
 
 class DjangoService(Service):
-    """:class:`Service` whose step executions go through the configured Django Tasks backend.
-
-    With the immediate backend (the default) one ``advance`` task runs every step of the
-    instance in the caller, in a loop: no nested enqueues, no recursion limit.
-    """
+    """:class:`Service` whose step executions go through the configured Django Tasks backend."""
 
     runner_name = "django_tasks"
+    storage: DjangoStorage
 
     def __init__(self) -> None:
         super().__init__(DjangoStorage())
-        self._inline = False
 
     @property
     def backend(self) -> Any:
         return task_backends[settings.TASK_BACKEND]
 
+    @property
+    def is_immediate(self) -> bool:
+        return isinstance(self.backend, ImmediateBackend)
+
+    # ---- dispatch -----------------------------------------------------------------------------------
     def run(self, instance: Instance, effects: list[Effect]) -> None:
-        steps = [[e.step.registry_name(), e.attempt] for e in effects if isinstance(e, ExecuteStep)]
+        steps = [e for e in effects if isinstance(e, ExecuteStep)]
         if not steps:
             return
-        if self._inline:
+        if _inline.get():
             super().run(instance, effects)
-            return
+        elif self.is_immediate:
+            self._advance_immediately(instance, steps)
+        else:
+            self._enqueue_steps(instance.pk, steps)
+
+    def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> None:
         from hephaestus_django.runtime.tasks import advance
 
-        result = advance.using(backend=settings.TASK_BACKEND).enqueue(instance.pk, steps)
-        if isinstance(self.backend, ImmediateBackend) and result.status == TaskResultStatus.FAILED:
+        token = _handoff.set((instance.pk, instance))
+        try:
+            result = advance.using(backend=settings.TASK_BACKEND).enqueue(
+                instance.pk, [[e.step.registry_name(), e.attempt] for e in steps])
+        finally:
+            _handoff.reset(token)
+        if result.status == TaskResultStatus.FAILED:
             trace = result.errors[-1].traceback if result.errors else ""
             raise DispatchError(f"running the steps of {instance.id} failed:\n{trace}")
 
-    def advance_inline(self, instance_pk: int, steps: list[list[Any]]) -> int:
-        instance = self.storage.load_pk(instance_pk, history=False)
+    def _enqueue_steps(self, instance_pk: Any, steps: Iterable[ExecuteStep]) -> None:
+        from hephaestus_django.runtime.tasks import run_step
+
+        task = run_step.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
+        calls = [(instance_pk, e.step.registry_name(), e.attempt) for e in steps]
+
+        def enqueue() -> None:
+            for args in calls:
+                task.enqueue(*args)
+
+        transaction.on_commit(enqueue)  # never before the state that makes the step runnable commits
+
+    def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> None:
+        effects = list(effects)
+        super()._schedule(instance, effects)
+        if _inline.get() or self.is_immediate or not getattr(self.backend, "supports_defer", False):
+            return
+        if not any(isinstance(e, ScheduleTimer) for e in effects):
+            return
+        from hephaestus_django.runtime.tasks import fire_timer
+
+        pks = list(TimerRow.objects.filter(instance_id=instance.pk).values_list("pk", "due_at"))
+        task = fire_timer.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
+
+        def enqueue() -> None:
+            for pk, due in pks:
+                task.using(run_after=due).enqueue(pk)
+
+        transaction.on_commit(enqueue)
+
+    # ---- what tasks run --------------------------------------------------------------------------------
+    def advance_inline(self, instance_pk: Any, steps: list[list[Any]]) -> int:
+        """Run ``steps`` of one instance here, and all they lead to (the ``advance`` task)."""
+        handed = _handoff.get()
+        instance = handed[1] if handed and handed[0] == instance_pk else self.storage.load_pk(instance_pk)
         graph = engine.graph_of(instance)
         effects: list[Effect] = []
         for name, attempt in steps:
             step = graph.step(name)
             if step is not None:
                 effects.append(ExecuteStep(step, int(attempt)))
-        previous, self._inline = self._inline, True
+        token = _inline.set(True)
         try:
-            super().run(instance, effects)
+            with telemetry_runner("immediate"):
+                super().run(instance, effects)
         finally:
-            self._inline = previous
+            _inline.reset(token)
         return len(effects)
 
+    def run_step_task(self, instance_pk: Any, step_name: str, attempt: int) -> str:
+        """One step execution, as a queue worker runs it. Never raises for engine reasons."""
+        try:
+            instance = self.storage.load_pk(instance_pk)
+        except InstanceNotFound:
+            return "gone"
+        except UnknownWorkflow as exc:
+            self.storage.fail_unknown(instance_pk, str(exc))
+            return "unknown workflow"
+        step = engine.graph_of(instance).step(step_name)
+        if step is None:
+            self.storage.fail_unknown(instance_pk, f"workflow {instance.workflow.name} has no step {step_name!r}")
+            return "unknown step"
+        if not engine.is_runnable(instance, step):
+            return "skipped"
+        with telemetry_runner("worker"):
+            new_instance, effects = self.run_step(instance, step, attempt)
+            if new_instance is not None:
+                self.run(new_instance, effects)
+        return "ran"
 
-    def run_pending_steps(self) -> int:
-        """Run here every step that is runnable but not running in this process (queued on a
-        backend, or lost with a worker); returns how many ran."""
-        from hephaestus_django.storage.models import WorkflowInstance
+    def fire_timer_pk(self, timer_pk: Any) -> bool:
+        row = TimerRow.objects.filter(pk=timer_pk).first()
+        if row is None or row.due_at > clock.now():
+            return False
+        return self.fire_timer(Timer(row.pk, row.instance_id, row.step, row.purpose, row.due_at, row.attempt))
 
-        ran = 0
+    def fire_timer(self, timer: Timer) -> bool:
+        try:
+            return super().fire_timer(timer)
+        except InstanceNotFound:
+            self.storage.claim_timer(timer)
+            return False
+        except UnknownWorkflow as exc:
+            self.storage.claim_timer(timer)
+            self.storage.fail_unknown(timer.instance_pk, str(exc))
+            return False
+
+    def cancel(self, id: str, *, workflow: Any = None) -> Instance:
+        instance = super().cancel(id, workflow=workflow)
+        self.storage.delete_timers(instance)  # queued deferred fires find nothing
+        return instance
+
+    # ---- in-process helpers (test kit, worker) ------------------------------------------------------------
+    def run_pending_steps(self, instance_pks: Iterable[Any] | None = None) -> int:
+        """Run here every runnable step of running instances (queued on a backend, or lost
+        with a worker), except steps whose retry is not due yet; returns how many ran."""
         pending_retries = self.storage.pending_retry_steps()
-        for pk in WorkflowInstance.objects.filter(status="running").values_list("pk", flat=True):
-            instance = self.storage.load_pk(pk, history=False)
-            graph = engine.graph_of(instance)
-            blocked = pending_retries.get(pk, set())
-            effects: list[Effect] = [ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.index.__getitem__)
-                                     if s.registry_name() not in blocked]
-            if effects:
-                previous, self._inline = self._inline, True
+        if instance_pks is None:
+            instance_pks = list(WorkflowInstance.objects.filter(status="running").values_list("pk", flat=True))
+        ran = 0
+        token = _inline.set(True)
+        try:
+            for pk in instance_pks:
                 try:
+                    instance = self.storage.load_pk(pk)
+                except UnknownWorkflow as exc:
+                    self.storage.fail_unknown(pk, str(exc))
+                    continue
+                except InstanceNotFound:
+                    continue
+                graph = engine.graph_of(instance)
+                blocked = pending_retries.get(pk, set())
+                effects: list[Effect] = [
+                    ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.index.__getitem__)
+                    if s.registry_name() not in blocked
+                ]
+                if effects:
                     Service.run(self, instance, effects)
-                finally:
-                    self._inline = previous
-                ran += len(effects)
+                    ran += len(effects)
+        finally:
+            _inline.reset(token)
         return ran
 
+    def recover_expired(self, now: datetime | None = None) -> int:
+        """Re-dispatch the runnable steps of running instances untouched for ``LEASE_SECONDS``:
+        their worker died, or the enqueue was lost in a crash after commit. Returns how many."""
+        now = now or clock.now()
+        cutoff = now - timedelta(seconds=settings.LEASE_SECONDS)
+        pending_retries = self.storage.pending_retry_steps()
+        recovered = 0
+        for pk, revision in WorkflowInstance.objects.filter(status="running", updated_at__lt=cutoff) \
+                .values_list("pk", "revision")[:1000]:
+            # claim the recovery: only one worker re-dispatches an instance per lease
+            if not WorkflowInstance.objects.filter(pk=pk, revision=revision).update(updated_at=now):
+                continue
+            try:
+                instance = self.storage.load_pk(pk)
+            except UnknownWorkflow as exc:
+                self.storage.fail_unknown(pk, str(exc))
+                continue
+            blocked = pending_retries.get(pk, set())
+            steps = [ExecuteStep(s) for s in instance.running_steps if s.registry_name() not in blocked]
+            if not steps:
+                continue
+            logger.warning("recovering %s: re-running %s after an expired lease", instance.id,
+                           ", ".join(e.step.registry_name() for e in steps))
+            recovered += len(steps)
+            if self.is_immediate:
+                token = _inline.set(True)
+                try:
+                    Service.run(self, instance, list(steps))
+                finally:
+                    _inline.reset(token)
+            else:
+                self._enqueue_steps(pk, steps)
+        return recovered
+
+
+#: The instance handed from the caller to the immediate ``advance`` task (saves one read).
+_handoff: contextvars.ContextVar[tuple[Any, Instance] | None] = contextvars.ContextVar("hephaestus_handoff",
+                                                                                        default=None)
 
 _service: DjangoService | None = None
 

@@ -1,4 +1,8 @@
-"""Task functions (module level, JSON arguments only: ids, never objects)."""
+"""Task functions (module level, JSON arguments only: ids and names, never objects).
+
+A task never raises for an engine reason (a failing step is recorded on its instance), so
+the backend's own result says only whether the task infrastructure worked.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,24 @@ from hephaestus_django.compat import task
 
 @task()
 def advance(instance_pk: int, steps: list[list[Any]]) -> int:
-    """Run ``steps`` ([[step_name, attempt], ...]) of one instance, and everything they lead to,
-    in this process, iteratively. The immediate backend runs this inside ``enqueue()``."""
+    """Run ``steps`` ([[step_name, attempt], ...]) of one instance and everything they lead to,
+    in this process, iteratively. The immediate backend runs it inside ``enqueue()``."""
     from hephaestus_django.runtime.service import get_service
 
     return get_service().advance_inline(instance_pk, steps)
+
+
+@task()
+def run_step(instance_pk: int, step: str, attempt: int = 1) -> str:
+    """Execute one step of one instance and apply its outcome (queue backends)."""
+    from hephaestus_django.runtime.service import get_service
+
+    return get_service().run_step_task(instance_pk, step, attempt)
+
+
+@task()
+def fire_timer(timer_pk: int) -> bool:
+    """Fire one durable timer if it is still there and due (deferred with ``run_after``)."""
+    from hephaestus_django.runtime.service import get_service
+
+    return get_service().fire_timer_pk(timer_pk)

@@ -25,7 +25,7 @@ from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.status import Status
 from hephaestus_django.core.step import Step
-from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import ACTIVE, HistoryEntry, WorkflowInstance
 from hephaestus_django.storage.models import Timer as TimerRow
 
 
@@ -211,20 +211,30 @@ class DjangoStorage:
         return to_instance(row, entries)
 
     def save(self, instance: Instance) -> None:
+        self._write(instance, WorkflowInstance.objects.filter(pk=instance.pk))
+
+    def save_if_unchanged(self, instance: Instance) -> bool:
+        return self._write(instance, WorkflowInstance.objects.filter(pk=instance.pk, revision=instance.revision))
+
+    def _write(self, instance: Instance, target: Any) -> bool:
+        """One UPDATE of the row, one INSERT of the new history entries (if the UPDATE matched)."""
         now = clock.now()
         fields = row_fields(instance)
         rows = _history_rows(instance)
         fields.update(updated_at=now, revision=instance.revision + 1, history_length=instance.history_length + len(rows))
-        try:
-            WorkflowInstance.objects.filter(pk=instance.pk).update(**fields)
+        try:  # only a retried instance can collide: another run of its id started meanwhile
+            updated = target.update(**fields)
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
                 from None
+        if not updated:
+            return False
         if rows:
             HistoryEntry.objects.bulk_create(rows)
         instance.revision += 1
         instance.updated_at = now
         instance.mark_persisted()
+        return True
 
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
         TimerRow.objects.bulk_create([
@@ -245,6 +255,19 @@ class DjangoStorage:
         if instance_pk is not None:
             qs = qs.filter(instance_id=instance_pk)
         return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
+
+    def fail_unknown(self, pk: Any, error: str) -> None:
+        """Fail an active instance that can no longer be loaded (its workflow is unregistered)."""
+        now = clock.now()
+        with transaction.atomic():
+            row = WorkflowInstance.objects.select_for_update().filter(pk=pk).first()
+            if row is None or row.status not in ACTIVE:
+                return
+            WorkflowInstance.objects.filter(pk=pk).update(
+                status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
+                revision=row.revision + 1, history_length=row.history_length + 1)
+            HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
+                                        step=row.current_step, timestamp=now, error=error)
 
     def pending_retry_steps(self) -> dict[Any, set[str]]:
         """Instance pk -> names of its steps waiting on a retry timer."""
