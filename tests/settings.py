@@ -31,6 +31,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     *(["drf_spectacular"] if HAS_SPECTACULAR else []),
+    # the ORM task queue the runtime tests run real workers on (its tables must exist)
+    *(["django_tasks_db"] if find_spec("django_tasks_db") else []),
     "hephaestus_django",
     "tests",
 ]

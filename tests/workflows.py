@@ -164,3 +164,190 @@ def _chain(length: int) -> dict[Any, Any]:
 LongChain = type("LongChain", (Workflow,), {"__module__": __name__, "__qualname__": "LongChain",
                                             "name": "tests.LongChain", "unique": Unique(key="chain"),
                                             **_chain(1000)})
+
+
+# ---- runtime (tests/runtime/) -------------------------------------------------------------------
+# Steps coordinate with the test through files in the directory named by context["dir"].
+
+def _mark(context: Any, name: str) -> None:
+    import pathlib
+
+    directory = context.initial.get("dir")
+    if directory:
+        path = pathlib.Path(directory) / name
+        with path.open("a") as f:
+            f.write("x\n")
+
+
+class RBranch(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("done", {"branch": config["n"], "instance": instance.id})
+
+
+class RSplit(Step):
+    events = ("split",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("split", {"at": "start"})
+
+
+class RJoin(Step):
+    events = ("joined",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        _mark(context, f"join-{instance.id}")
+        return Ok("joined", {"branches": sorted(v["branch"] for k, v in context.steps.items() if k.startswith("rb"))})
+
+
+RB1 = type("RB1", (RBranch,), {"__module__": __name__, "__qualname__": "RB1"})
+RB2 = type("RB2", (RBranch,), {"__module__": __name__, "__qualname__": "RB2"})
+RB3 = type("RB3", (RBranch,), {"__module__": __name__, "__qualname__": "RB3"})
+
+
+class FanOutFlow(Workflow):
+    name = "tests.FanOutFlow"
+    unique = Unique(key="fan")
+    start_step = RSplit
+    transitions = {
+        (RSplit, "split"): [(RB1, {"n": 1}), (RB2, {"n": 2}), (RB3, {"n": 3})],
+        (RB1, "done"): RJoin, (RB2, "done"): RJoin, (RB3, "done"): RJoin,
+        (RJoin, "joined"): Done,
+    }
+
+
+class RAfterWait(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return "done"
+
+
+class TimerFlow(Workflow):
+    """A 2-second Wait."""
+
+    name = "tests.TimerFlow"
+    unique = Unique(key="timer")
+    start_step = (Wait, {"duration": 2, "unit": "second"})
+    transitions = {(Wait, "timeout"): RAfterWait, (RAfterWait, "done"): Done}
+
+
+class RGate(WaitForEvent):
+    pass
+
+
+class RTimedOut(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("done", {"path": "timeout"})
+
+
+class RReceived(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("done", {"path": "received"})
+
+
+class EventTimeoutFlow(Workflow):
+    name = "tests.EventTimeoutFlow"
+    unique = Unique(key="gate")
+    start_step = (RGate, {"event_name": "opened", "timeout": 1})
+    transitions = {(RGate, "received"): RReceived, (RGate, "timeout"): RTimedOut,
+                   (RReceived, "done"): Done, (RTimedOut, "done"): Done}
+
+
+class RAlwaysFails(Step):
+    events = ("ok",)
+    retry = Retry(max_attempts=3, backoff="linear", base=0.5, max_backoff=10.0)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        _mark(context, "attempt")
+        raise ConnectionError("payment gateway unreachable")
+
+
+class RetryExhaustFlow(Workflow):
+    name = "tests.RetryExhaustFlow"
+    unique = Unique(key="exhaust")
+    start_step = RAlwaysFails
+    transitions = {(RAlwaysFails, "ok"): Done}
+
+
+class RSlow(Step):
+    """Sleeps on its first run (so a worker can be killed in the middle), not on later runs."""
+
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        import pathlib
+        import time
+
+        directory = pathlib.Path(context.initial["dir"])
+        first = not (directory / "slow-started").exists()
+        _mark(context, "slow-started")
+        if first:
+            time.sleep(float(context.initial.get("sleep", 30)))
+        return Ok("done", {"runs": len((directory / "slow-started").read_text().splitlines())})
+
+
+class RTick(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        _mark(context, f"tick-{type(self).__name__}")
+        return "done"
+
+
+RTick1 = type("RTick1", (RTick,), {"__module__": __name__, "__qualname__": "RTick1"})
+RTick2 = type("RTick2", (RTick,), {"__module__": __name__, "__qualname__": "RTick2"})
+
+
+class SlowFlow(Workflow):
+    name = "tests.SlowFlow"
+    unique = Unique(key="slow")
+    start_step = RSlow
+    transitions = {(RSlow, "done"): RTick1, (RTick1, "done"): RTick2, (RTick2, "done"): Done}
+
+
+class RLedger(Step):
+    """Atomic: writes a Ledger row, then fails if asked to (the row must roll back with it)."""
+
+    events = ("written",)
+    atomic = True
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        from tests.models import Ledger
+
+        Ledger.objects.create(instance_id=instance.id, note="atomic")
+        if context.initial.get("fail"):
+            raise ValueError("refused after writing")
+        return Ok("written", {"ledger": True})
+
+
+class RPause(Step):
+    """Sleeps after the atomic step (so a worker can be killed right after its commit)."""
+
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        import pathlib
+        import time
+
+        first = not (pathlib.Path(context.initial.get("dir", "/nonexistent")) / "pause-started").exists()
+        _mark(context, "pause-started")
+        if first:
+            time.sleep(float(context.initial.get("pause", 0)))
+        return "done"
+
+
+class AtomicFlow(Workflow):
+    name = "tests.AtomicFlow"
+    unique = Unique(key="atomic")
+    start_step = RLedger
+    transitions = {(RLedger, "written"): RPause, (RPause, "done"): Done}
+
+
+# ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
+from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows

@@ -122,17 +122,21 @@ class Service:
         if timers:
             self.storage.add_timers(instance, timers)
 
-    def run(self, instance: Instance, effects: list[Effect]) -> None:
-        """Carry out ``ExecuteStep`` effects here, one after another, until none is left."""
+    def run(self, instance: Instance, effects: list[Effect]) -> int:
+        """Carry out ``ExecuteStep`` effects here, one after another, until none is left;
+        returns how many steps ran."""
         queue = deque(e for e in effects if isinstance(e, ExecuteStep))
+        ran = 0
         while queue:
             effect = queue.popleft()
-            if not engine.is_applicable(instance, effect.step):
+            if not engine.is_runnable(instance, effect.step):
                 continue
+            ran += 1
             new_instance, new_effects = self.run_step(instance, effect.step, effect.attempt)
             if new_instance is not None:
                 instance = new_instance
                 queue.extend(e for e in new_effects if isinstance(e, ExecuteStep))
+        return ran
 
     def run_step(self, instance: Instance, step: type[Step], attempt: int) -> tuple[Instance | None, list[Effect]]:
         """Execute ``step`` on ``instance`` (a snapshot: no lock is held while user code runs),

@@ -58,18 +58,18 @@ class DjangoService(Service):
         return isinstance(self.backend, ImmediateBackend)
 
     # ---- dispatch -----------------------------------------------------------------------------------
-    def run(self, instance: Instance, effects: list[Effect]) -> None:
+    def run(self, instance: Instance, effects: list[Effect]) -> int:
         steps = [e for e in effects if isinstance(e, ExecuteStep)]
         if not steps:
-            return
+            return 0
         if _inline.get():
-            super().run(instance, effects)
-        elif self.is_immediate:
-            self._advance_immediately(instance, steps)
-        else:
-            self._enqueue_steps(instance.pk, steps)
+            return super().run(instance, effects)
+        if self.is_immediate:
+            return self._advance_immediately(instance, steps)
+        self._enqueue_steps(instance.pk, steps)
+        return 0
 
-    def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> None:
+    def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> int:
         from hephaestus_django.runtime.tasks import advance
 
         token = _handoff.set((instance.pk, instance))
@@ -81,6 +81,7 @@ class DjangoService(Service):
         if result.status == TaskResultStatus.FAILED:
             trace = result.errors[-1].traceback if result.errors else ""
             raise DispatchError(f"running the steps of {instance.id} failed:\n{trace}")
+        return int(result.return_value or 0)
 
     def _enqueue_steps(self, instance_pk: Any, steps: Iterable[ExecuteStep]) -> None:
         from hephaestus_django.runtime.tasks import run_step
@@ -126,10 +127,9 @@ class DjangoService(Service):
         token = _inline.set(True)
         try:
             with telemetry_runner("immediate"):
-                super().run(instance, effects)
+                return super().run(instance, effects)
         finally:
             _inline.reset(token)
-        return len(effects)
 
     def run_step_task(self, instance_pk: Any, step_name: str, attempt: int) -> str:
         """One step execution, as a queue worker runs it. Never raises for engine reasons."""
@@ -199,8 +199,7 @@ class DjangoService(Service):
                     if s.registry_name() not in blocked
                 ]
                 if effects:
-                    Service.run(self, instance, effects)
-                    ran += len(effects)
+                    ran += Service.run(self, instance, effects)
         finally:
             _inline.reset(token)
         return ran
@@ -228,7 +227,7 @@ class DjangoService(Service):
                 continue
             logger.warning("recovering %s: re-running %s after an expired lease", instance.id,
                            ", ".join(e.step.registry_name() for e in steps))
-            recovered += len(steps)
+            recovered += len(steps)  # steps re-dispatched (those they lead to are not counted)
             if self.is_immediate:
                 token = _inline.set(True)
                 try:

@@ -1,0 +1,74 @@
+"""The loop behind ``manage.py hephaestus_worker``: fire due timers (and, later, recover leases).
+
+SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from django.db import close_old_connections
+
+from hephaestus_django.runtime.service import get_service
+
+logger = logging.getLogger("hephaestus")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def run_pass() -> int:
+    """One pass of the worker: fire every due timer, then re-dispatch the steps of instances
+    whose lease expired; returns how many timers fired and steps were recovered."""
+    service = get_service()
+    return service.fire_due_timers() + service.recover_expired()
+
+
+def run_worker(once: bool, interval: float, stdout: Any) -> int:
+    """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
+
+    Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
+    returns the total number of timers fired. A pass that raises is logged and the loop goes
+    on; with ``once`` the error propagates.
+    """
+    stop = threading.Event()
+    previous: dict[int, Any] = {}
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        for number, handler in previous.items():  # a second signal acts as it normally would
+            signal.signal(number, handler)
+        logger.info("hephaestus worker: %s received, stopping after this pass", signal.Signals(signum).name)
+
+    if not once and threading.current_thread() is threading.main_thread():
+        for number in _STOP_SIGNALS:
+            previous[number] = signal.signal(number, request_stop)
+    total = 0
+    try:
+        if not once:
+            stdout.write(f"Worker started (a pass every {interval:g}s); SIGTERM or Ctrl-C stops it.\n")
+        while True:
+            try:
+                fired = run_pass()
+            except Exception:
+                if once:
+                    raise
+                logger.exception("hephaestus worker: a pass failed")
+                fired = 0
+            total += fired
+            if fired or once:
+                stdout.write(f"Fired {fired} due timer(s).\n")
+            if once:
+                break
+            close_old_connections()
+            if stop.wait(interval):
+                break
+        if not once:
+            stdout.write(f"Worker stopped ({total} timer(s) fired).\n")
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return total

@@ -1,0 +1,89 @@
+"""Real worker processes (``db_worker`` of django-tasks-db, ``hephaestus_worker``) on the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+class Workers:
+    """Starts and stops worker processes that share this test's database."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.lease = "300"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_worker", "PYTHONPATH": str(ROOT),
+                "HEPHAESTUS_TEST_DB_NAME": connection.settings_dict["NAME"], "HEPHAESTUS_TEST_LEASE": self.lease}
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}-{len(self.procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "django", *args], env=self.env(), cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def db_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("db_worker", "db_worker", "--no-startup-delay", "--interval", "0.05", "--queue-name", "*",
+                           "--no-reload")
+
+    def hephaestus_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("hephaestus_worker", "hephaestus_worker", "--interval", "0.2")
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    pool = Workers(logs)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+        connection.close()
+
+
+@pytest.fixture
+def queue_backend(settings):
+    """Enqueue step executions on django-tasks-db from this process too."""
+    settings.TASKS = QUEUE_TASKS
+    return settings
+
+
+def wait_for(condition: Callable[[], object], timeout: float, message: str | Callable[[], str] = "") -> None:
+    """Poll ``condition`` until it is true; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s: {message() if callable(message) else message}")

@@ -1,0 +1,191 @@
+"""Issue 4: the runtime in process (any database): dispatch, timers, retries, recovery, test kit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+import hephaestus_django as h
+from hephaestus_django.compat import task_backends
+from hephaestus_django.core import Status
+from hephaestus_django.runtime.service import get_service
+from hephaestus_django.storage.models import Timer, WorkflowInstance
+from hephaestus_django.testing import FrozenClock, assert_path, fire_due_timers, frozen_clock, run_until_idle
+from tests.models import Ledger
+from tests.workflows import AtomicFlow, EventTimeoutFlow, FanOutFlow, PersistFlow, RetryExhaustFlow, TimerFlow
+
+pytestmark = pytest.mark.django_db
+DUMMY = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+DB_QUEUE = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+def engine_statements(queries: list[dict]) -> list[str]:
+    return [q["sql"] for q in queries if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
+
+
+def test_immediate_backend_runs_whole_workflows_in_the_caller():
+    instance = FanOutFlow.start("I1", {})
+    assert h.get_instance(instance).status == Status.COMPLETED
+
+
+def test_statements_per_step_transition_on_the_hot_path():
+    """Immediate backend: each completed step costs one UPDATE and one history INSERT."""
+    FanOutFlow.start("Q0", {})  # warm up
+    with CaptureQueriesContext(connection) as queries:
+        FanOutFlow.start("Q1", {})
+    statements = engine_statements(queries.captured_queries)
+    steps = 6  # split, 3 branches, join, Done
+    updates = [s for s in statements if s.startswith("UPDATE")]
+    inserts = [s for s in statements if s.startswith("INSERT") and "historyentry" in s]
+    assert len(updates) == steps and len(inserts) == steps
+    # start: advisory lock (PostgreSQL) + INSERT instance; end: the instance and its history read back
+    assert len(statements) <= 2 * steps + 4, statements
+
+
+def test_frozen_clock_and_timers():
+    with frozen_clock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)) as clock:
+        assert isinstance(clock, FrozenClock)
+        TimerFlow.start("W1", {})
+        timer = Timer.objects.get()
+        assert timer.due_at == dt.datetime(2030, 1, 1, 0, 0, 2, tzinfo=dt.UTC)
+        assert fire_due_timers() == 0  # not due yet: nothing fires by itself
+        clock.advance(seconds=1)
+        assert run_until_idle() == 0
+        clock.advance(seconds=1)
+        assert fire_due_timers() == 1
+    instance = h.get_instance("timer::W1")
+    assert instance.status == Status.COMPLETED
+    assert_path(instance, ["hephaestus_django.core.steps.Wait", "tests.workflows.RAfterWait",
+                           "hephaestus_django.core.steps.Done"])
+
+
+def test_frozen_clock_needs_an_aware_datetime():
+    with pytest.raises(ValueError, match="aware"), frozen_clock(dt.datetime(2030, 1, 1)):
+        pass
+
+
+def test_assert_path_shows_a_diff():
+    instance = h.get_instance(FanOutFlow.start("P1", {}))
+    with pytest.raises(AssertionError, match=r"(?s)path of fan::P1 differs.*\+tests.workflows.RSplit"):
+        assert_path(instance, ["tests.workflows.Nope"])
+    with pytest.raises(TypeError, match="needs an Instance"):
+        assert_path("fan::P1", [])  # type: ignore[arg-type]
+
+
+def test_timer_of_an_instance_that_moved_on_does_nothing():
+    with frozen_clock() as clock:
+        EventTimeoutFlow.start("M1", {})
+        h.resume("gate::M1", "opened")  # resumed before its timeout
+        assert h.get_instance("gate::M1").status == Status.COMPLETED
+        clock.advance(seconds=5)
+        assert fire_due_timers() == 0
+        assert Timer.objects.count() == 0  # claimed and dropped
+    assert h.get_instance("gate::M1").context.steps == {"r_received": {"path": "received"}}
+
+
+def test_wait_for_event_timeout_path_in_process():
+    with frozen_clock() as clock:
+        EventTimeoutFlow.start("M2", {})
+        clock.advance(seconds=1)
+        assert run_until_idle() == 1
+    instance = h.get_instance("gate::M2")
+    assert instance.status == Status.COMPLETED
+    assert [e.kind for e in instance.execution_history] == ["paused", "timer_fired", "completed", "completed"]
+
+
+@pytest.mark.parametrize(("backoff", "delays"), [("linear", [0.5, 1.0])])
+def test_retry_backoff_timers(backoff, delays):
+    with frozen_clock() as clock:
+        RetryExhaustFlow.start("B1", {})
+        instance = h.get_instance("exhaust::B1")
+        assert instance.status == Status.RUNNING and instance.execution_history[-1].kind == "retrying"
+        due = Timer.objects.get()
+        assert due.purpose == "retry" and due.attempt == 2
+        assert (due.due_at - clock.now()).total_seconds() == delays[0]
+        clock.advance(seconds=0.5)
+        assert fire_due_timers() == 1
+        clock.advance(seconds=1.0)
+        assert fire_due_timers() == 1
+    instance = h.get_instance("exhaust::B1")
+    assert instance.status == Status.FAILED
+    assert [(e.kind, e.attempt, e.delay) for e in instance.execution_history] == [
+        ("retrying", 1, 0.5), ("retrying", 2, 1.0), ("failed", 3, None)]
+
+
+def test_atomic_step_rolls_back_its_writes_in_process():
+    AtomicFlow.start("A1", {"fail": True})
+    assert h.get_instance("atomic::A1").status == Status.FAILED
+    assert not Ledger.objects.exists()
+    AtomicFlow.start("A2", {})
+    assert h.get_instance("atomic::A2").status == Status.COMPLETED
+    assert Ledger.objects.filter(instance_id="atomic::A2").count() == 1
+
+
+def test_run_until_idle_with_a_queue_backend(settings):
+    """Steps queued on django-tasks-db run in this process through the test kit."""
+    settings.TASKS = DB_QUEUE
+    FanOutFlow.start("D1", {})
+    assert h.get_instance("fan::D1").status == Status.RUNNING  # only queued
+    assert run_until_idle() == 6
+    assert h.get_instance("fan::D1").status == Status.COMPLETED
+    assert run_until_idle() == 0
+
+
+def test_run_until_idle_with_the_dummy_backend(settings, django_capture_on_commit_callbacks):
+    settings.TASKS = DUMMY
+    backend = task_backends["default"]
+    backend.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        PersistFlow.start("D2", {})
+    assert [r.args[1] for r in backend.results] == ["tests.workflows.PStart"]
+    assert run_until_idle() == 5  # PStart, both branches, the join, and the wait that pauses
+    instance = PersistFlow.get("D2")
+    assert instance.status == Status.WAITING  # at the external event
+    PersistFlow.resume("D2", "approved")
+    run_until_idle()
+    assert PersistFlow.get("D2").status == Status.COMPLETED
+
+
+def test_enqueue_happens_on_commit(settings, django_capture_on_commit_callbacks):
+    settings.TASKS = DUMMY
+    backend = task_backends["default"]
+    backend.clear()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        PersistFlow.start("D3", {})
+        assert backend.results == []  # not before the transaction that wrote the instance commits
+    assert len(callbacks) == 1 and len(backend.results) == 1
+
+
+def test_recovery_re_dispatches_lost_steps(settings, django_capture_on_commit_callbacks):
+    settings.TASKS = DUMMY
+    backend = task_backends["default"]
+    backend.clear()
+    with frozen_clock() as clock:
+        PersistFlow.start("R1", {})
+        backend.clear()  # the queued execution is lost (a worker died, or a crash after commit)
+        service = get_service()
+        assert service.recover_expired() == 0  # lease not expired yet
+        clock.advance(seconds=301)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert service.recover_expired() == 1
+        assert [r.args[1] for r in backend.results] == ["tests.workflows.PStart"]
+        assert service.recover_expired() == 0  # the lease was renewed
+        clock.advance(seconds=301)
+        settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+        assert service.recover_expired() == 1  # under the immediate backend it runs here
+    assert PersistFlow.get("R1").status == Status.WAITING
+
+
+def test_unknown_workflow_fails_cleanly_in_a_task():
+    from hephaestus_django.runtime.tasks import run_step
+
+    row = WorkflowInstance.objects.create(instance_id="gone::1", workflow="tests.Nowhere", status="running",
+                                          created_at=dt.datetime.now(dt.UTC), updated_at=dt.datetime.now(dt.UTC),
+                                          active_steps=["x.Y"], unique_slot="w|tests.Nowhere|gone::1")
+    assert run_step.call(row.pk, "x.Y", 1) == "unknown workflow"
+    row.refresh_from_db()
+    assert row.status == "failed" and "tests.Nowhere" in row.error and row.unique_slot is None
+    assert list(row.history.values_list("kind", flat=True)) == ["failed"]
