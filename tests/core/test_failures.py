@@ -41,7 +41,8 @@ def _raise(self: Any, instance: Any, config: Any, context: Any) -> Any:
         (lambda self, i, c, ctx: Ok("ok", ["not", "a", "dict"]), "context_updates that are not a dict"),
         (lambda self, i, c, ctx: Ok("ok", None, "meta"), "metadata_updates that are not a dict"),
     ],
-    ids=["exception", "error", "undeclared-str", "undeclared-ok", "bad-type", "none", "bad-updates", "bad-meta"],
+    ids=["exception", "error", "undeclared-str", "undeclared-ok", "bad-type", "none", "bad-updates",
+         "bad-meta"],
 )
 def test_failure_paths(service: Service, run: Any, expected: str) -> None:
     Boom = make_step("Boom", run=run)

@@ -111,8 +111,8 @@ def test_snake_case(name: str, key: str) -> None:
 
 
 def test_public_names_importable_from_core_and_top_level() -> None:
-    public = ["Step", "Workflow", "VersionedWorkflow", "Ok", "Async", "Error", "Retry", "Unique", "route", "Done",
-              "Wait", "WaitForEvent", "Debug", "Instance", "Context", "ExecutionEntry"]
+    public = ["Step", "Workflow", "VersionedWorkflow", "Ok", "Async", "Error", "Retry", "Unique", "route",
+              "Done", "Wait", "WaitForEvent", "Debug", "Instance", "Context", "ExecutionEntry"]
     for name in public:
         assert getattr(hephaestus_django, name) is getattr(core, name)
     with pytest.raises(AttributeError):

@@ -69,8 +69,8 @@ def test_parse_id() -> None:
     assert (parsed.key, parsed.value, parsed.suffix) == ("orderid", "ORD-2024.17", None)
 
 
-@pytest.mark.parametrize("id", ["orderid", "orderid::", "::1", "Order::1", "orderid::1::XYZ", "orderid::1::abc",
-                                "orderid::1::0123abcd::x", "orderid::-1", "orderid\n::1",
+@pytest.mark.parametrize("id", ["orderid", "orderid::", "::1", "Order::1", "orderid::1::XYZ",
+                                "orderid::1::abc", "orderid::1::0123abcd::x", "orderid::-1", "orderid\n::1",
                                 "orderid::1::0123abcd\n"])
 def test_parse_id_rejects(id: str) -> None:
     with pytest.raises(ValueError, match="id"):
@@ -99,7 +99,9 @@ def test_conflicts() -> None:
 
 
 def test_unique_slot() -> None:
-    assert keys.unique_slot("workflow", "k::1", "app.A", 1) == keys.unique_slot("workflow", "k::1", "app.A", 2)
-    assert keys.unique_slot("version", "k::1", "app.A", 1) != keys.unique_slot("version", "k::1", "app.A", 2)
-    assert keys.unique_slot("global", "k::1", "app.A", 1) == keys.unique_slot("global", "k::1", "app.B", 3)
-    assert keys.unique_slot("none", "k::1", "app.A", 1) is None
+    slot = keys.unique_slot
+    assert slot("workflow", "k::1", "app.A", 1) == slot("workflow", "k::1", "app.A", 2)
+    assert slot("workflow", "k::1", "app.A", 1) != slot("workflow", "k::1", "app.B", 1)
+    assert slot("version", "k::1", "app.A", 1) != slot("version", "k::1", "app.A", 2)
+    assert slot("global", "k::1", "app.A", 1) == slot("global", "k::1", "app.B", 3)
+    assert slot("none", "k::1", "app.A", 1) is None

@@ -30,7 +30,8 @@ def _waiting_flow() -> type[Workflow]:
     class Waiting(Workflow):
         unique = Unique(key="w")
         start_step = (WaitForEvent, {"event_name": "go", "timeout": 60})
-        transitions = {(WaitForEvent, "received"): After, (WaitForEvent, "timeout"): After, (After, "ok"): Done}
+        transitions = {(WaitForEvent, "received"): After, (WaitForEvent, "timeout"): After,
+                       (After, "ok"): Done}
 
     return Waiting
 
@@ -233,4 +234,35 @@ def test_runner_initialized_telemetry() -> None:
         Service(MemoryStorage())
     finally:
         telemetry.remove_listener(listener)
-    assert events == [("runner_initialized", None, {"name": "Service", "runner": "memory", "storage": "memory"})]
+    metadata = {"name": "Service", "runner": "memory", "storage": "memory"}
+    assert events == [("runner_initialized", None, metadata)]
+
+
+def test_cancel_with_a_pending_join(service: Service) -> None:
+    from tests.core.helpers import Approval
+
+    Split = make_step("Split", ("go",))
+    Join = make_step("Join")
+
+    class Joined(Workflow):
+        unique = Unique(key="j")
+        start_step = Split
+        transitions = {(Split, "go"): [Approval, (Wait, {"duration": 1})],
+                       (Approval, "received"): (Join, {"x": 1}), (Wait, "timeout"): (Join, {"x": 1}),
+                       (Join, "ok"): Done}
+
+    service.start_instance(Joined, {}, id="j::1")
+    instance = service.resume("j::1", "received")
+    assert {s.__name__ for s in instance.pending_joins} == {"Join"}
+    instance = service.cancel("j::1")
+    assert instance.status == "cancelled"
+    assert instance.pending_joins == set()
+    assert instance.active_steps == set()
+    assert Join not in instance.step_configs
+    assert service.run_until_idle() == 0
+    assert "Join" not in CALLS
+
+
+def test_unknown_list_filter(service: Service) -> None:
+    with pytest.raises(TypeError, match="bogus"):
+        service.list(bogus=1)

@@ -38,7 +38,8 @@ BODIES = {
     "package": "import hephaestus_django",
     "lazy names": (
         "import hephaestus_django\n"
-        "from hephaestus_django import Step, Workflow, VersionedWorkflow, Ok, Async, Error, Retry, Unique, route\n"
+        "from hephaestus_django import Step, Workflow, VersionedWorkflow, Ok, Async, Error, Retry\n"
+        "from hephaestus_django import Unique, route\n"
         "from hephaestus_django import Done, Wait, WaitForEvent, Debug, Instance, Context, ExecutionEntry\n"
         "import hephaestus_django.exceptions"
     ),

@@ -11,6 +11,7 @@ from hephaestus_django.core import Debug, Done, Ok, Unique, Workflow, route
 from hephaestus_django.core.service import Service
 from tests.core.helpers import (
     CALLS,
+    T0,
     Notify,
     OrderFlow,
     Pack,
@@ -18,7 +19,6 @@ from tests.core.helpers import (
     Recorded,
     RejectOrder,
     Ship,
-    T0,
     TickingClock,
     ValidateOrder,
     completed,
@@ -408,3 +408,19 @@ def test_list_and_get(service: Service) -> None:
         service.get("l::404")
     with pytest.raises(InstanceNotFound):
         service.get("l::1", workflow=OrderFlow)
+
+
+def test_fan_out_to_a_join_that_another_branch_also_reaches(service: Service) -> None:
+    Split = make_step("Split", ("go",))
+    A = make_step("A")
+    B = make_step("B")
+    Join = make_step("Join")
+
+    class Shortcut(Workflow):
+        unique = Unique(key="sc")
+        start_step = Split
+        transitions = {(Split, "go"): [A, Join], (A, "ok"): B, (B, "ok"): Join, (Join, "ok"): Done}
+
+    instance = service.start_instance(Shortcut, {}, id="sc::1")
+    assert instance.status == "completed"
+    assert CALLS == ["Split", "A", "B", "Join"]

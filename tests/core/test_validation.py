@@ -83,8 +83,8 @@ def test_cycle() -> None:
         class Cyclic(Workflow):
             unique = Unique(key="k")
             start_step = Alpha
-            transitions = {(Alpha, "ok"): CycleOne, (CycleOne, "next"): CycleTwo, (CycleTwo, "back"): CycleOne,
-                           (CycleTwo, "out"): Done}
+            transitions = {(Alpha, "ok"): CycleOne, (CycleOne, "next"): CycleTwo,
+                           (CycleTwo, "back"): CycleOne, (CycleTwo, "out"): Done}
 
     message = _check(excinfo, "test_cycle.<locals>.Cyclic", "cycle", "CycleOne", "CycleTwo")
     assert "Alpha" not in message.split("cycle", 1)[1]
@@ -148,7 +148,8 @@ def test_fan_out_branches_that_converge_are_fine() -> None:
     class Converging(Workflow):
         unique = Unique(key="k")
         start_step = Split
-        transitions = {(Split, "go"): [Alpha, Beta], (Alpha, "ok"): Gamma, (Beta, "ok"): Gamma, (Gamma, "ok"): Done}
+        transitions = {(Split, "go"): [Alpha, Beta], (Alpha, "ok"): Gamma, (Beta, "ok"): Gamma,
+                       (Gamma, "ok"): Done}
 
     assert registry.is_registered(Converging.name)
 
@@ -242,8 +243,8 @@ def test_wait_for_event_timeout_needs_a_transition_only_with_a_timeout() -> None
             start_step = (WaitForEvent, {"event_name": "paid", "timeout": 30})
             transitions = {(WaitForEvent, "received"): Done}
 
-    _check(excinfo, "test_wait_for_event_timeout_needs_a_transition_only_with_a_timeout.<locals>.TimeoutUnhandled",
-           "WaitForEvent", "'timeout'", "no transition")
+    qualname = "test_wait_for_event_timeout_needs_a_transition_only_with_a_timeout.<locals>.TimeoutUnhandled"
+    _check(excinfo, qualname, "WaitForEvent", "'timeout'", "no transition")
 
 
 def test_bad_wait_for_event_config() -> None:
