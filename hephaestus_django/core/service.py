@@ -48,10 +48,12 @@ class Service:
         wf = resolve_workflow(workflow)
         instance_id = build_id(wf.unique.key, value, wf.unique.scope)
         return self.start_instance(wf, context, id=instance_id, version=version,
-                                   telemetry_metadata=telemetry_metadata).id
+                                   telemetry_metadata=telemetry_metadata, reload=False).id
 
     def start_instance(self, workflow: Any, context: dict[str, Any], *, id: str, version: int | None = None,
-                       telemetry_metadata: dict[str, Any] | None = None) -> Instance:
+                       telemetry_metadata: dict[str, Any] | None = None, reload: bool = True) -> Instance:
+        """Start an instance; returns it as stored after its steps ran here (with ``reload``),
+        or as it was when the start committed."""
         wf = resolve_workflow(workflow)
         if not isinstance(id, str) or not id:
             raise ValueError(f"'id' must be a non-empty str, not {id!r}")
@@ -72,7 +74,7 @@ class Service:
                 self.storage.create(instance, wf.unique.scope)
                 self._schedule(instance, effects)
             self.run(instance, effects)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk, history=True) if reload else instance
 
     # ---- external events ---------------------------------------------------------------------------
     def resume(self, id: str, event: Any, *, step: Any = None, workflow: Any = None) -> Instance:

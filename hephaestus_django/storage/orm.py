@@ -141,6 +141,46 @@ def _history_rows(instance: Instance) -> list[HistoryEntry]:
     return rows
 
 
+_HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
+                    "delay")
+_SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
+              "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision"}
+
+
+def _update_with_history(instance: Instance, fields: dict[str, Any], rows: list[HistoryEntry],
+                         check_revision: bool) -> int:
+    """PostgreSQL: ``WITH u AS (UPDATE ... RETURNING id) INSERT INTO history SELECT ... FROM u``.
+
+    The history rows are inserted only if the UPDATE matched, in the same statement; returns
+    how many rows were inserted (0 when the revision check failed).
+    """
+    meta, hmeta = WorkflowInstance._meta, HistoryEntry._meta
+    qn = connection.ops.quote_name
+    params: list[Any] = []
+    sets = []
+    for name, value in fields.items():
+        field = meta.get_field(name)
+        sets.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    where = f"{qn(meta.pk.column)} = %s"
+    params.append(instance.pk)
+    if check_revision:
+        where += f" AND {qn(meta.get_field('revision').column)} = %s"
+        params.append(instance.revision)
+    hfields = [hmeta.get_field(c) for c in _HISTORY_COLUMNS]
+    casts = ", ".join(f"%s::{_SQL_TYPES[f.get_internal_type()]}" for f in hfields)
+    values = ", ".join(f"({casts})" for _ in rows)
+    for row in rows:
+        params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in hfields)
+    columns = ", ".join(qn(f.column) for f in hfields)
+    sql = (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {where} RETURNING {qn(meta.pk.column)}) "
+           f"INSERT INTO {qn(hmeta.db_table)} ({qn(hmeta.get_field('instance').column)}, {columns}) "
+           f"SELECT u.{qn(meta.pk.column)}, v.* FROM u CROSS JOIN (VALUES {values}) AS v")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
 class DjangoStorage:
     """Instances, history and timers in the ``hephaestus_django`` tables."""
 
@@ -211,26 +251,34 @@ class DjangoStorage:
         return to_instance(row, entries)
 
     def save(self, instance: Instance) -> None:
-        self._write(instance, WorkflowInstance.objects.filter(pk=instance.pk))
+        self._write(instance, check_revision=False)
 
     def save_if_unchanged(self, instance: Instance) -> bool:
-        return self._write(instance, WorkflowInstance.objects.filter(pk=instance.pk, revision=instance.revision))
+        return self._write(instance, check_revision=True)
 
-    def _write(self, instance: Instance, target: Any) -> bool:
-        """One UPDATE of the row, one INSERT of the new history entries (if the UPDATE matched)."""
+    def _write(self, instance: Instance, *, check_revision: bool) -> bool:
+        """Store the state and the new history entries: on PostgreSQL one statement (the UPDATE
+        and the INSERT of the entries in one data-modifying CTE), elsewhere one of each. With
+        ``check_revision`` nothing is written unless the stored revision is still the instance's."""
         now = clock.now()
         fields = row_fields(instance)
         rows = _history_rows(instance)
         fields.update(updated_at=now, revision=instance.revision + 1, history_length=instance.history_length + len(rows))
         try:  # only a retried instance can collide: another run of its id started meanwhile
-            updated = target.update(**fields)
+            if rows and connection.vendor == "postgresql":
+                updated = _update_with_history(instance, fields, rows, check_revision)
+            else:
+                target = WorkflowInstance.objects.filter(pk=instance.pk)
+                if check_revision:
+                    target = target.filter(revision=instance.revision)
+                updated = target.update(**fields)
+                if updated and rows:
+                    HistoryEntry.objects.bulk_create(rows)
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
                 from None
         if not updated:
             return False
-        if rows:
-            HistoryEntry.objects.bulk_create(rows)
         instance.revision += 1
         instance.updated_at = now
         instance.mark_persisted()

@@ -66,9 +66,10 @@ def test_outcomes_produce_effects_and_apply_once() -> None:
     assert effects == [ExecuteStep(J, 1)]
     assert instance.pending_joins == set()
     assert engine.fire_timer(instance, Wait.registry_name(), engine.WAKE) is None  # moved on
-    assert engine.apply_outcome(instance, J, engine.execute_step(instance, J)) == [ExecuteStep(Done, 1)]
-    engine.apply_outcome(instance, Done, engine.execute_step(instance, Done))
+    # Done completes at once, in the same state change as the step that led to it
+    assert engine.apply_outcome(instance, J, engine.execute_step(instance, J)) == []
     assert instance.status == "completed"
+    assert engine.apply_outcome(instance, Done, engine.execute_step(instance, Done)) is None
     assert engine.completed_path(instance) == [s.registry_name() for s in (A, B, Wait, J, Done)]
 
 
