@@ -24,9 +24,10 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
         self.lease = "300"
+        self.settings = "tests.settings_worker"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_worker", "PYTHONPATH": str(ROOT),
+        return {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "PYTHONPATH": str(ROOT),
                 "HEPHAESTUS_TEST_DB_NAME": connection.settings_dict["NAME"], "HEPHAESTUS_TEST_LEASE": self.lease}
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
