@@ -22,14 +22,13 @@ from typing import Any
 
 
 def _setup(dsn: str) -> None:
-    from psycopg.conninfo import conninfo_to_dict
-
     import django
     from django.conf import settings
+    from psycopg.conninfo import conninfo_to_dict
 
     c = conninfo_to_dict(dsn)
     settings.configure(
-        SECRET_KEY="bench-only",
+        SECRET_KEY="bench-only",  # noqa: S106 - a benchmark
         USE_TZ=True,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "hephaestus_django", "bench"],
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
@@ -97,7 +96,8 @@ def run(shape: str, n: int, args: Any) -> dict[str, Any]:
             bad += 1
     history = HistoryEntry.objects.filter(instance__in=rows, kind="completed").count()
     expected = n * (steps + 1)  # every step, and Done
-    assert len(latencies) == n and bad == 0 and history == expected, (len(latencies), bad, history, expected)
+    if not (len(latencies) == n and bad == 0 and history == expected):
+        raise RuntimeError(f"verification failed: {len(latencies)} completed, {bad} bad, {history}/{expected} history")
     return {"wall_s": wall, "latencies_s": latencies,
             "verified": f"{n} completed, {steps} step results each checked, {history} history rows",
             "workers": args.workers}

@@ -10,7 +10,6 @@ from typing import Any
 
 from hephaestus_django import Done, Ok, Step, Unique, Workflow
 
-
 try:  # the peer bench's own definition of a step's work, when it is on the path
     from peers.common import step_result
 except ImportError:

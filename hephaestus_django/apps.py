@@ -11,8 +11,11 @@ class HephaestusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from hephaestus_django import checks  # noqa: F401 - registers the system checks
-        from hephaestus_django import services
+        from hephaestus_django import (
+            checks,  # noqa: F401 - registers the system checks
+            services,
+            telemetry,  # noqa: F401 - installs the telemetry listeners
+        )
         from hephaestus_django.discovery import autodiscover
 
         services.install()

@@ -115,7 +115,8 @@ def test_history_is_its_own_ordered_table_and_appends():
     h.resume("persist::h1", "approved")
     row = WorkflowInstance.objects.get(instance_id="persist::h1")
     kinds = list(row.history.order_by("seq").values_list("kind", "step", "event"))
-    assert kinds[-2:] == [("resumed", PApproval.registry_name(), "received"), ("completed", "hephaestus_django.core.steps.Done", "done")]
+    assert kinds[-2:] == [("resumed", PApproval.registry_name(), "received"),
+                          ("completed", "hephaestus_django.core.steps.Done", "done")]
     assert row.history_length == len(kinds) == 7
     assert row.status == "completed" and row.unique_slot is None and row.finished_at is not None
 

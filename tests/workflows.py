@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from hephaestus_django.core import (
-    Async,
     Done,
     Error,
     Ok,

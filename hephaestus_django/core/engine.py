@@ -233,7 +233,8 @@ def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: in
               kind="error" if isinstance(result, Error) else "invalid_result", reason=problem, traceback=None)
         _fail_step(instance, step, problem, attempt, duration, effects, None)
         return
-    assert isinstance(result, Ok)
+    if not isinstance(result, Ok):  # pragma: no cover - excluded by the checks above
+        raise TypeError(result)
     _complete(instance, step, result.event, result.context_updates, result.metadata_updates, EntryKind.COMPLETED,
               attempt, duration, effects)
 
@@ -349,8 +350,9 @@ def _update_status(instance: Instance) -> None:
     if not instance.active_steps and not instance.pending_joins:
         instance.status = Status.COMPLETED
         instance.finished_at = clock.now()
-        _emit("workflow_stopped", instance, {"duration": _elapsed(instance), "step_count": len(instance.completed_steps),
-                                             "advance_count": instance.revision + 1},
+        _emit("workflow_stopped", instance,
+              {"duration": _elapsed(instance), "step_count": len(instance.completed_steps),
+               "advance_count": instance.revision + 1},
               status=str(instance.status), completed_steps=sorted(s.registry_name() for s in instance.completed_steps))
     elif instance.running_steps:
         instance.status = Status.RUNNING

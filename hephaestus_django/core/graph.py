@@ -47,8 +47,8 @@ def route(step: type[Step], event: str, *, targets: list[Any]) -> Callable[[Call
     """
 
     def decorator(func: Callable[..., Any]) -> RouteSpec:
-        return RouteSpec(step=step, event=event, targets=list(targets) if isinstance(targets, list | tuple) else targets,
-                         func=func)
+        declared = list(targets) if isinstance(targets, list | tuple) else targets
+        return RouteSpec(step=step, event=event, targets=declared, func=func)
 
     return decorator
 

@@ -191,7 +191,8 @@ class Service:
                             raise _RollBack
                 except _RollBack:
                     pass
-                assert outcome is not None
+                if outcome is None:  # pragma: no cover - execute_step never raises
+                    raise RuntimeError("atomic step produced no outcome")
                 effects = engine.apply_outcome(fresh, step, outcome, attempt) or []
                 self.storage.save(fresh)
                 self._schedule(fresh, effects)

@@ -36,16 +36,18 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """
     stop = threading.Event()
     previous: dict[int, Any] = {}
+    received: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)  # nothing that takes locks (logging) inside a signal handler
         stop.set()
         for number, handler in previous.items():  # a second signal acts as it normally would
             signal.signal(number, handler)
-        logger.info("hephaestus worker: %s received, stopping after this pass", signal.Signals(signum).name)
 
     if not once and threading.current_thread() is threading.main_thread():
         for number in _STOP_SIGNALS:
-            previous[number] = signal.signal(number, request_stop)
+            handler = signal.signal(number, request_stop)
+            previous[number] = handler if handler is not None else signal.SIG_DFL
     total = 0
     try:
         if not once:
@@ -66,6 +68,8 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
             close_old_connections()
             if stop.wait(interval):
                 break
+        if received:
+            logger.info("hephaestus worker: stopped by %s", signal.Signals(received[0]).name)
         if not once:
             stdout.write(f"Worker stopped ({total} timer(s) fired).\n")
     finally:

@@ -69,7 +69,7 @@ class WorkflowInstance(models.Model):
     telemetry_start_time = models.BigIntegerField(_("telemetry start time"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True, default="")
     #: What an active instance reserves under its uniqueness scope; NULL once finished.
-    unique_slot = models.CharField(max_length=600, null=True, blank=True, editable=False)
+    unique_slot = models.CharField(max_length=600, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL frees the slot
     revision = models.PositiveIntegerField(default=0, editable=False)
     history_length = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(_("created"), db_index=True)

@@ -173,7 +173,9 @@ def _update_with_history(instance: Instance, fields: dict[str, Any], rows: list[
     for row in rows:
         params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in hfields)
     columns = ", ".join(qn(f.column) for f in hfields)
-    sql = (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {where} RETURNING {qn(meta.pk.column)}) "
+    # identifiers come from the models' metadata, values are parameters
+    sql = (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
+           f"WHERE {where} RETURNING {qn(meta.pk.column)}) "
            f"INSERT INTO {qn(hmeta.db_table)} ({qn(hmeta.get_field('instance').column)}, {columns}) "
            f"SELECT u.{qn(meta.pk.column)}, v.* FROM u CROSS JOIN (VALUES {values}) AS v")
     with connection.cursor() as cursor:
@@ -263,7 +265,8 @@ class DjangoStorage:
         now = clock.now()
         fields = row_fields(instance)
         rows = _history_rows(instance)
-        fields.update(updated_at=now, revision=instance.revision + 1, history_length=instance.history_length + len(rows))
+        fields.update(updated_at=now, revision=instance.revision + 1,
+                      history_length=instance.history_length + len(rows))
         try:  # only a retried instance can collide: another run of its id started meanwhile
             if rows and connection.vendor == "postgresql":
                 updated = _update_with_history(instance, fields, rows, check_revision)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -50,7 +49,7 @@ def test_hundred_fan_outs_on_two_workers(workers, queue_backend, tmp_path):
     assert all(p.read_text() == "x\n" for p in tmp_path.glob("join-*"))
     for instance in h.list_instances(workflow="tests.FanOutFlow"):
         assert instance.context.steps["r_join"] == {"branches": [1, 2, 3]}  # no step result lost
-        assert {k for k in instance.context.steps} == {"r_split", "rb1", "rb2", "rb3", "r_join"}
+        assert set(instance.context.steps) == {"r_split", "rb1", "rb2", "rb3", "r_join"}
         assert [e.kind for e in instance.execution_history].count("completed") == 6
 
 

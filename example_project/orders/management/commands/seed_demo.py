@@ -10,8 +10,8 @@ from django.db import transaction
 from hephaestus_django import cancel, start_instance
 from hephaestus_django.core import Instance
 from hephaestus_django.exceptions import AlreadyRunning
-from hephaestus_django.storage.orm import DjangoStorage
 from hephaestus_django.storage.models import WorkflowInstance
+from hephaestus_django.storage.orm import DjangoStorage
 from orders.workflows import CustomerOnboarding, OrderFulfilment, SupportTicket
 
 ITEMS = [{"sku": "MUG-01", "price": 12}, {"sku": "TEE-02", "price": 20}]
