@@ -28,18 +28,19 @@ def start_instance(workflow: Any, context: dict[str, Any], *, id: str, version: 
                                         telemetry_metadata=telemetry_metadata)
 
 
-def resume(id: str, event: str, *, step: Any = None) -> Instance:
-    """Complete the waiting step of the newest instance ``id`` with ``event``."""
-    return get_service().resume(id, event, step=step)
+def resume(id: str, event: str, *, step: Any = None, workflow: Any = None) -> Instance:
+    """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``."""
+    return get_service().resume(id, event, step=step, workflow=workflow)
 
 
-def cancel(id: str) -> Instance:
-    return get_service().cancel(id)
+def cancel(id: str, *, workflow: Any = None) -> Instance:
+    """Cancel the newest instance ``id`` (of ``workflow``, if given)."""
+    return get_service().cancel(id, workflow=workflow)
 
 
-def retry(id: str) -> Instance:
-    """Re-run the failed step of the failed instance ``id``."""
-    return get_service().retry(id)
+def retry(id: str, *, workflow: Any = None) -> Instance:
+    """Re-run the failed step of the failed instance ``id`` (of ``workflow``, if given)."""
+    return get_service().retry(id, workflow=workflow)
 
 
 def get_instance(id: str) -> Instance:

@@ -166,6 +166,11 @@ def is_runnable(instance: Instance, step: type[Step]) -> bool:
         and step not in instance.waiting_steps
 
 
+def _is_dict_or_none(value: object) -> bool:
+    """Whether ``value`` is ``None`` or a dict: ``Ok(...)`` comes from user code, whatever its annotations say."""
+    return value is None or isinstance(value, dict)
+
+
 def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
     """Whether applying ``outcome`` would count as a failure of the step (atomic steps roll back)."""
     if outcome.error is not None:
@@ -174,8 +179,8 @@ def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
     if isinstance(result, str):
         return result not in step.events
     if isinstance(result, Ok):
-        return result.event not in step.events or not isinstance(result.context_updates, dict | None) \
-            or not isinstance(result.metadata_updates, dict | None)
+        return result.event not in step.events or not _is_dict_or_none(result.context_updates) \
+            or not _is_dict_or_none(result.metadata_updates)
     return not isinstance(result, Async)
 
 
@@ -224,9 +229,9 @@ def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: in
     elif result.event not in step.events:
         problem = (f"{describe(step)} emitted undeclared event {result.event!r} "
                    f"(it declares {', '.join(map(repr, step.events)) or 'none'})")
-    elif result.context_updates is not None and not isinstance(result.context_updates, dict):
+    elif not _is_dict_or_none(result.context_updates):
         problem = f"{describe(step)} returned context_updates that are not a dict: {result.context_updates!r}"
-    elif result.metadata_updates is not None and not isinstance(result.metadata_updates, dict):
+    elif not _is_dict_or_none(result.metadata_updates):
         problem = f"{describe(step)} returned metadata_updates that are not a dict: {result.metadata_updates!r}"
     if problem is not None:
         _emit("step_exception", instance, {"duration": duration}, **_step_meta(step),

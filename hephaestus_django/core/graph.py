@@ -29,7 +29,8 @@ class RouteSpec:
 
     step: Any
     event: Any
-    targets: list[Any]
+    #: As declared (a list when valid); :func:`build_graph` checks it.
+    targets: Any
     func: Callable[..., Any]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -47,7 +48,8 @@ def route(step: type[Step], event: str, *, targets: list[Any]) -> Callable[[Call
     """
 
     def decorator(func: Callable[..., Any]) -> RouteSpec:
-        declared = list(targets) if isinstance(targets, list | tuple) else targets
+        raw: Any = targets  # user input: validated by build_graph
+        declared = list(raw) if isinstance(raw, list | tuple) else raw
         return RouteSpec(step=step, event=event, targets=declared, func=func)
 
     return decorator

@@ -15,7 +15,7 @@ from hephaestus_django.core.status import EntryKind, Status
 
 if TYPE_CHECKING:
     from hephaestus_django.core.step import Step
-    from hephaestus_django.core.workflow import Workflow
+    from hephaestus_django.core.workflow import BaseWorkflow
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ class Instance:
     """A run of a workflow. Create with :meth:`Instance.new`."""
 
     id: str
-    workflow: type[Workflow]
+    workflow: type[BaseWorkflow]
     workflow_version: int = 1
     current_step: type[Step] | None = None
     status: Status = Status.PENDING
@@ -108,7 +108,7 @@ class Instance:
     history_length: int = field(default=0, repr=False)
 
     @classmethod
-    def new(cls, workflow: type[Workflow], version: int, context: dict[str, Any], id: str) -> Instance:
+    def new(cls, workflow: type[BaseWorkflow], version: int, context: dict[str, Any], id: str) -> Instance:
         """A ``pending`` instance of ``workflow`` at ``version`` whose ``context.initial`` is ``context``."""
         _check_new_args(workflow, version, context, id)
         return cls(id=id, workflow=workflow, workflow_version=version, context=Context(initial=context))

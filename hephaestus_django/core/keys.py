@@ -31,7 +31,8 @@ def validate_value(value: object) -> str:
 
 def build_id(key: str, value: object, scope: str = "workflow") -> str:
     """``key::value``, plus a random ``::xxxxxxxx`` suffix for scope ``none``."""
-    if not isinstance(key, str) or not KEY_RE.match(key):
+    checked_key: object = key  # callers may pass anything: validate at run time
+    if not isinstance(checked_key, str) or not KEY_RE.match(checked_key):
         raise ValueError(f"invalid business key {key!r}: 'key' must match [a-z0-9]+")
     if scope not in SCOPES:
         raise ValueError(f"invalid scope {scope!r}: 'scope' must be one of {', '.join(SCOPES)}")

@@ -305,7 +305,8 @@ class _Layout:
             for i, v in enumerate(row):
                 position[v] = i - middle
 
-        number(self.rows[0]) if self.rows else None
+        if self.rows:
+            number(self.rows[0])
         for sweep in range(3):
             down = sweep % 2 == 0
             levels = range(1, len(self.rows)) if down else range(len(self.rows) - 2, -1, -1)
@@ -319,7 +320,7 @@ class _Layout:
                 number(row)
 
     def _place(self) -> list[float]:
-        """x of every vertex: rows packed, then pulled towards their neighbours, down, up and down."""
+        """x of every vertex: rows packed, then pulled towards their neighbours, sweeping down and up."""
         x = [0.0] * len(self.layer)
         for row in self.rows:
             self._pack(row, {}, x)

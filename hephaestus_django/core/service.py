@@ -7,6 +7,7 @@ workflow) unless a subclass hands ``ExecuteStep`` effects to a queue instead.
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -55,7 +56,8 @@ class Service:
         """Start an instance; returns it as stored after its steps ran here (with ``reload``),
         or as it was when the start committed."""
         wf = resolve_workflow(workflow)
-        if not isinstance(id, str) or not id:
+        checked_id: object = id  # user input: validate at run time
+        if not isinstance(checked_id, str) or not checked_id:
             raise ValueError(f"'id' must be a non-empty str, not {id!r}")
         if not isinstance(context, dict):
             raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
@@ -69,10 +71,12 @@ class Service:
         instance = Instance.new(wf, resolved, context, id)
         instance.telemetry_metadata = dict(telemetry_metadata)
         with telemetry_runner(self.runner_name):
-            effects = engine.start(instance)
-            with self.storage.atomic():
-                self.storage.create(instance, wf.unique.scope)
-                self._schedule(instance, effects)
+            with telemetry.buffered() as events:  # no workflow_started for a start that is refused
+                effects = engine.start(instance)
+                with self.storage.atomic():
+                    self.storage.create(instance, wf.unique.scope)
+                    self._schedule(instance, effects)
+                events.flush()
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True) if reload else instance
 
@@ -124,7 +128,7 @@ class Service:
         if timers:
             self.storage.add_timers(instance, timers)
 
-    def run(self, instance: Instance, effects: list[Effect]) -> int:
+    def run(self, instance: Instance, effects: builtins.list[Effect]) -> int:
         """Carry out ``ExecuteStep`` effects here, one after another, until none is left;
         returns how many steps ran."""
         queue = deque(e for e in effects if isinstance(e, ExecuteStep))
@@ -140,7 +144,8 @@ class Service:
                 queue.extend(e for e in new_effects if isinstance(e, ExecuteStep))
         return ran
 
-    def run_step(self, instance: Instance, step: type[Step], attempt: int) -> tuple[Instance | None, list[Effect]]:
+    def run_step(self, instance: Instance, step: type[Step],
+                 attempt: int) -> tuple[Instance | None, builtins.list[Effect]]:
         """Execute ``step`` on ``instance`` (a snapshot: no lock is held while user code runs),
         then apply its outcome. Atomic steps run inside the transaction that applies it."""
         if step.atomic:
@@ -149,7 +154,7 @@ class Service:
         return self.apply(instance, step, outcome, attempt)
 
     def apply(self, instance: Instance, step: type[Step], outcome: StepOutcome,
-              attempt: int) -> tuple[Instance | None, list[Effect]]:
+              attempt: int) -> tuple[Instance | None, builtins.list[Effect]]:
         """Apply a step's outcome exactly once.
 
         First optimistically onto the snapshot the step ran on: the write succeeds only if the
@@ -177,7 +182,8 @@ class Service:
             events.flush()
         return result
 
-    def _run_atomic(self, instance: Instance, step: type[Step], attempt: int) -> tuple[Instance | None, list[Effect]]:
+    def _run_atomic(self, instance: Instance, step: type[Step],
+                    attempt: int) -> tuple[Instance | None, builtins.list[Effect]]:
         with telemetry.buffered() as events:
             with self.storage.atomic():
                 fresh = self.storage.load_pk(instance.pk, for_update=True, history=False)

@@ -62,7 +62,8 @@ class Retry:
     max_backoff: float = 30.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) or self.max_attempts < 1:
+        max_attempts: object = self.max_attempts  # user input: validate at run time
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
             raise ValueError(f"Retry max_attempts must be a positive int, not {self.max_attempts!r}")
         if self.backoff not in _BACKOFFS:
             raise ValueError(f"Retry backoff must be one of {', '.join(_BACKOFFS)}, not {self.backoff!r}")

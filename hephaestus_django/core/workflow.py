@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,13 +60,16 @@ def _unique_problems(unique: Any) -> list[str]:
 
 def _common_problems(cls: type[BaseWorkflow]) -> list[str]:
     problems = _unique_problems(cls.__dict__.get("unique", getattr(cls, "unique", None)))
-    tags = cls.tags
+    # class attributes are user input, whatever their annotations say: check them at run time
+    tags: Any = cls.tags
     if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
         problems.append(f"tags must be a list of str, not {tags!r}")
-    if not isinstance(cls.metadata, dict) or not check_json_safe(cls.metadata):
+    metadata: Any = cls.metadata
+    if not isinstance(metadata, dict) or not check_json_safe(metadata):
         problems.append("metadata must be a JSON-safe dict with str keys")
-    if not isinstance(cls.name, str) or not cls.name:
-        problems.append(f"name must be a non-empty str, not {cls.name!r}")
+    name: Any = cls.name
+    if not isinstance(name, str) or not name:
+        problems.append(f"name must be a non-empty str, not {name!r}")
     return problems
 
 
@@ -111,19 +115,22 @@ class BaseWorkflow:
     @_KeyedFacade
     def resume(cls, value: Any, event: str, *, step: Any = None) -> Instance:  # noqa: N805
         """Complete the waiting step of this value's instance with ``event``."""
-        return facade.backend().resume(cls.id_for(value), event, step=step, workflow=cls)
+        instance: Instance = facade.backend().resume(cls.id_for(value), event, step=step, workflow=cls)
+        return instance
 
     @_KeyedFacade
     def get(cls, value: Any) -> Instance:  # noqa: N805
         """The newest instance of this workflow for ``value``."""
-        return facade.backend().get(cls.id_for(value), workflow=cls)
+        instance: Instance = facade.backend().get(cls.id_for(value), workflow=cls)
+        return instance
 
     @_KeyedFacade
     def cancel(cls, value: Any) -> Instance:  # noqa: N805
-        return facade.backend().cancel(cls.id_for(value), workflow=cls)
+        instance: Instance = facade.backend().cancel(cls.id_for(value), workflow=cls)
+        return instance
 
     @classmethod
-    def list(cls, **filters: Any) -> list[Instance]:
+    def list(cls, **filters: Any) -> builtins.list[Instance]:
         """Instances of this workflow (filters: ``status``, ``status__in``, ``workflow_version``)."""
         return list(facade.backend().list(workflow=cls, **filters))
 
@@ -144,11 +151,11 @@ class BaseWorkflow:
         raise NotImplementedError
 
     @classmethod
-    def all_versions(cls) -> list[int]:
+    def all_versions(cls) -> builtins.list[int]:
         raise NotImplementedError
 
     @classmethod
-    def _finish_class(cls, problems: list[str]) -> None:
+    def _finish_class(cls, problems: builtins.list[str]) -> None:
         if problems:
             lines = "\n  - ".join(problems)
             raise WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
@@ -171,7 +178,7 @@ class Workflow(BaseWorkflow):
         if cls.abstract:
             return
         problems = _common_problems(cls)
-        version = cls.version
+        version: Any = cls.version  # user input: validate at run time
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             problems.append(f"version must be a positive int, not {version!r}")
         routes = [v for klass in reversed(cls.__mro__) for v in vars(klass).values() if isinstance(v, RouteSpec)]
@@ -211,7 +218,7 @@ class VersionedWorkflow(BaseWorkflow):
         if cls.abstract:
             return
         problems = _common_problems(cls)
-        versions = cls.versions
+        versions: Any = cls.versions  # user input: validate at run time
         if not isinstance(versions, dict) or not versions:
             problems.append("versions must be a non-empty dict {version: Workflow}")
             versions = {}
@@ -244,7 +251,7 @@ class VersionedWorkflow(BaseWorkflow):
         chosen = cls.current if version is None else version
         if isinstance(chosen, bool) or chosen not in cls.versions:
             raise ValueError(f"workflow {cls.name} has no version {version!r} (versions: {sorted(cls.versions)})")
-        return cls.versions[chosen]  # type: ignore[index]
+        return cls.versions[chosen]
 
     @classmethod
     def resolve_version(cls, context: Mapping[str, Any], version: int | None = None) -> int:

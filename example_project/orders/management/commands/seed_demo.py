@@ -37,15 +37,17 @@ class Command(BaseCommand):
             created.append(instance)
             self.stdout.write(f"  {label}: {instance.id} is {instance.status}")
 
+        # failed: a payment whose retries are exhausted (first: it moves the clock to fire its retries)
+        attempt("failed", self._failed)
+        # running: the card was declined, the payment is retried in a few seconds
+        attempt("running", lambda: start_instance(OrderFulfilment, {"items": ITEMS, "card": "declined"},
+                                                  id="order::ORD-1003"))
         # waiting: paid and packed, waiting for the carrier (with a 2-day timeout timer)
         attempt("waiting", lambda: start_instance(OrderFulfilment, {"items": ITEMS, "customer": "Zoë"},
                                                   id="order::ORD-1001"))
         # completed: an invalid order is rejected at once; a routed support ticket
         attempt("completed", lambda: start_instance(OrderFulfilment, {"items": []}, id="order::ORD-1002"))
         attempt("completed", lambda: start_instance(SupportTicket, {"priority": "high"}, id="ticket::T-1"))
-        # running: the card was declined, the payment is retried in a few seconds
-        attempt("running", lambda: start_instance(OrderFulfilment, {"items": ITEMS, "card": "declined"},
-                                                  id="order::ORD-1003"))
         # waiting on email verification (v2) and completed at once (v1, chosen by version_for)
         attempt("waiting", lambda: start_instance(CustomerOnboarding, {"email": "ana@example.com"},
                                                   id="customer::ana"))
@@ -54,8 +56,6 @@ class Command(BaseCommand):
         # cancelled: started, then cancelled while waiting
         attempt("cancelled", lambda: (start_instance(OrderFulfilment, {"items": ITEMS}, id="order::ORD-1004"),
                                       cancel("order::ORD-1004"))[1])
-        # failed: a payment whose retries are exhausted
-        attempt("failed", self._failed)
         # pending: stored but not started yet
         attempt("pending", self._pending)
         self.stdout.write(self.style.SUCCESS(f"Seeded {len(created)} demo instances."))
