@@ -410,9 +410,9 @@ def test_worker_once_fires_due_timers() -> None:
         services.start_instance(CmdSignalFlow, {}, id=instance_id)
         services.resume(instance_id, "approved")
         assert WorkflowInstance.objects.get(instance_id=instance_id).status == "waiting"  # at Wait, 5 s
-        assert run("hephaestus_worker", "--once") == "Fired 0 due timer(s).\n"
+        assert run("hephaestus_worker", "--once") == "Fired 0 due timer(s), recovered 0 step(s).\n"
         clock.advance(seconds=6)
-        assert run("hephaestus_worker", "--once") == "Fired 1 due timer(s).\n"
+        assert run("hephaestus_worker", "--once") == "Fired 1 due timer(s), recovered 0 step(s).\n"
     assert WorkflowInstance.objects.get(instance_id=instance_id).status == "completed"
     wc.FLAKY_ATTEMPTS.pop(instance_id, None)
 
@@ -499,5 +499,5 @@ def test_worker_stops_cleanly_on_sigterm(cli_env: dict[str, str]) -> None:
             process.wait()
     assert process.returncode == 0, err
     assert time.monotonic() - started < 5
-    assert "Worker stopped (0 timer(s) fired)." in out
+    assert "Worker stopped (0 timer(s) fired and step(s) recovered)." in out
     assert "Traceback" not in err

@@ -20,18 +20,18 @@ logger = logging.getLogger("hephaestus")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_pass() -> int:
+def run_pass() -> tuple[int, int]:
     """One pass of the worker: fire every due timer, then re-dispatch the steps of instances
-    whose lease expired; returns how many timers fired and steps were recovered."""
+    whose lease expired; returns (timers fired, steps recovered)."""
     service = get_service()
-    return service.fire_due_timers() + service.recover_expired()
+    return service.fire_due_timers(), service.recover_expired()
 
 
 def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
 
     Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
-    returns the total number of timers fired. A pass that raises is logged and the loop goes
+    returns the total number of timers fired and steps recovered. A pass that raises is logged and the loop goes
     on; with ``once`` the error propagates.
     """
     stop = threading.Event()
@@ -54,15 +54,15 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
             stdout.write(f"Worker started (a pass every {interval:g}s); SIGTERM or Ctrl-C stops it.\n")
         while True:
             try:
-                fired = run_pass()
+                fired, recovered = run_pass()
             except Exception:
                 if once:
                     raise
                 logger.exception("hephaestus worker: a pass failed")
-                fired = 0
-            total += fired
-            if fired or once:
-                stdout.write(f"Fired {fired} due timer(s).\n")
+                fired = recovered = 0
+            total += fired + recovered
+            if fired or recovered or once:
+                stdout.write(f"Fired {fired} due timer(s), recovered {recovered} step(s).\n")
             if once:
                 break
             close_old_connections()
@@ -71,7 +71,7 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
         if received:
             logger.info("hephaestus worker: stopped by %s", signal.Signals(received[0]).name)
         if not once:
-            stdout.write(f"Worker stopped ({total} timer(s) fired).\n")
+            stdout.write(f"Worker stopped ({total} timer(s) fired and step(s) recovered).\n")
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
