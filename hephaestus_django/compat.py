@@ -24,7 +24,23 @@ except ImportError:  # Django 5.2 with the backport
 
     TASKS_MODULE = "django_tasks"
 
+
+def _immediate_backends() -> tuple[type, ...]:
+    """The immediate backend classes of both modules (a project may name either in ``TASKS``)."""
+    classes: list[type] = [ImmediateBackend]
+    try:
+        from django_tasks.backends.immediate import ImmediateBackend as Backported
+    except ImportError:  # pragma: no cover - the backport is a dependency
+        pass
+    else:
+        classes.append(Backported)
+    return tuple(dict.fromkeys(classes))
+
+
+IMMEDIATE_BACKENDS = _immediate_backends()
+
 __all__ = [
+    "IMMEDIATE_BACKENDS",
     "TASKS_MODULE",
     "ImmediateBackend",
     "InvalidTaskError",

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import transaction
 
-from hephaestus_django.compat import ImmediateBackend, TaskResultStatus, task_backends
+from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
 from hephaestus_django.core.engine import Effect, ExecuteStep, ScheduleTimer
@@ -55,7 +55,7 @@ class DjangoService(Service):
 
     @property
     def is_immediate(self) -> bool:
-        return isinstance(self.backend, ImmediateBackend)
+        return isinstance(self.backend, IMMEDIATE_BACKENDS)
 
     # ---- dispatch -----------------------------------------------------------------------------------
     def run(self, instance: Instance, effects: list[Effect]) -> int:
@@ -78,7 +78,7 @@ class DjangoService(Service):
                 instance.pk, [[e.step.registry_name(), e.attempt] for e in steps])
         finally:
             _handoff.reset(token)
-        if result.status == TaskResultStatus.FAILED:
+        if getattr(result.status, "value", result.status) == TaskResultStatus.FAILED.value:  # either module's enum
             trace = result.errors[-1].traceback if result.errors else ""
             raise DispatchError(f"running the steps of {instance.id} failed:\n{trace}")
         return int(result.return_value or 0)

@@ -195,3 +195,15 @@ def test_unknown_workflow_fails_cleanly_in_a_task():
     row.refresh_from_db()
     assert row.status == "failed" and "tests.Nowhere" in row.error and row.unique_slot is None
     assert list(row.history.values_list("kind", flat=True)) == ["failed"]
+
+
+def test_infrastructure_error_inside_the_immediate_task_is_raised(monkeypatch):
+    """The immediate backend swallows a task's exception; the service re-raises it."""
+    from hephaestus_django.runtime.service import DispatchError
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(get_service(), "advance_inline", broken)
+    with pytest.raises(DispatchError, match="database went away"):
+        FanOutFlow.start("E1", {})
