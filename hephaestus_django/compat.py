@@ -6,7 +6,11 @@ provides the same API under ``django_tasks`` (with a few differing exception nam
 
 from __future__ import annotations
 
-try:  # Django >= 6.0
+import django
+
+# Chosen by Django's version, not by trying imports: an import error inside django.tasks must
+# surface, not silently switch a Django 6 project to the backport.
+if django.VERSION >= (6, 0):
     from django.tasks import (  # type: ignore[import-not-found,unused-ignore]
         TaskResultStatus,
         default_task_backend,
@@ -17,7 +21,7 @@ try:  # Django >= 6.0
     from django.tasks.exceptions import InvalidTask as InvalidTaskError  # type: ignore[import-not-found,unused-ignore]
 
     TASKS_MODULE = "django.tasks"
-except ImportError:  # Django 5.2 with the backport
+else:  # Django 5.2 with the backport
     from django_tasks import TaskResultStatus, default_task_backend, task, task_backends  # type: ignore[no-redef]
     from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[no-redef,assignment]
     from django_tasks.exceptions import InvalidTaskError  # type: ignore[no-redef,assignment]

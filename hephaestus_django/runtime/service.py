@@ -26,6 +26,10 @@ from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound,
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.service import Service, telemetry_runner
+
+# Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
+# from the configured backend when the tasks are defined.
+from hephaestus_django.runtime.tasks import advance, fire_timer, run_step
 from hephaestus_django.storage.models import Timer as TimerRow
 from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import DjangoStorage
@@ -70,8 +74,6 @@ class DjangoService(Service):
         return 0
 
     def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> int:
-        from hephaestus_django.runtime.tasks import advance
-
         token = _handoff.set((instance.pk, instance))
         try:
             result = advance.using(backend=settings.TASK_BACKEND).enqueue(
@@ -84,8 +86,6 @@ class DjangoService(Service):
         return int(result.return_value or 0)
 
     def _enqueue_steps(self, instance_pk: Any, steps: Iterable[ExecuteStep]) -> None:
-        from hephaestus_django.runtime.tasks import run_step
-
         task = run_step.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
         calls = [(instance_pk, e.step.registry_name(), e.attempt) for e in steps]
 
@@ -102,8 +102,6 @@ class DjangoService(Service):
             return
         if not any(isinstance(e, ScheduleTimer) for e in effects):
             return
-        from hephaestus_django.runtime.tasks import fire_timer
-
         pks = list(TimerRow.objects.filter(instance_id=instance.pk).values_list("pk", "due_at"))
         task = fire_timer.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
 
