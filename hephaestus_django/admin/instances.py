@@ -1,0 +1,308 @@
+"""The admin of :class:`~hephaestus_django.storage.models.WorkflowInstance`.
+
+- Changelist: id, workflow, version, coloured status, current step, dates; filters whose choices
+  come from the registry; a paginator that estimates counts on very large tables; no per-row
+  queries (the JSON columns are not even loaded).
+- Instance page: read-only. Formatted JSON, the workflow graph with each step's state, the
+  execution history (one query, however long it is) and the error of a failed instance.
+- Actions (change permission): cancel, retry and resume, each with a confirmation page, all
+  through :mod:`hephaestus_django.services`. The same operations are offered on the instance page.
+- ``workflows/`` and ``workflows/<name>/``: the registered workflows with their graphs (linked from
+  the app index, the changelist and each instance page).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from hephaestus_django.admin import operations, views
+from hephaestus_django.admin.dates import date_hierarchy
+from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short_name
+from hephaestus_django.admin.forms import resume_choices
+from hephaestus_django.admin.graphs import instance_picture
+from hephaestus_django.admin.pagination import EstimatedCountPaginator
+from hephaestus_django.core.status import Status
+from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance
+
+#: History entries shown on an instance page (the latest ones when there are more).
+HISTORY_LIMIT = 1000
+#: Columns the changelist never shows: not loading them keeps a page of rows small.
+HEAVY_COLUMNS = ("context", "step_configs", "active_steps", "completed_steps", "waiting_steps",
+                 "pending_joins", "runtime_metadata", "telemetry_metadata", "error")
+
+
+def _step_list(names: Any) -> str:
+    if not names:
+        return "—"
+    return format_html_join(", ", '<span title="{}">{}</span>', ((n, short_name(n)) for n in names))
+
+
+def _when(value: Any) -> str:
+    """A stored timestamp (ISO text in JSON columns) in the current time zone."""
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    if moment is None:
+        return str(value)
+    if timezone.is_aware(moment):
+        moment = timezone.localtime(moment)
+    return str(formats.date_format(moment, "DATETIME_FORMAT"))
+
+
+def _compact(value: Any) -> str:
+    """``2024-01-31 17:05:09`` in the current time zone: narrow columns, sortable at a glance."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    return format_html('<span class="nowrap" title="{}">{}</span>', value.isoformat(),
+                       formats.date_format(local, "Y-m-d H:i:s"))
+
+
+class WorkflowInstanceAdmin(admin.ModelAdmin):
+    """Read-only instances; state changes only through the services (actions and instance pages)."""
+
+    list_display = ("instance_id", "workflow_name", "version", "status_badge", "current_step_name",
+                    "created", "updated")
+    list_display_links = ("instance_id",)
+    list_filter = (("status", admin.ChoicesFieldListFilter), WorkflowFilter, VersionFilter)
+    date_hierarchy = "created_at"
+    search_fields = ("instance_id",)
+    search_help_text = _("An instance id or its beginning (orderid::12…), or a business value (ORD-12).")
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    actions = ("cancel_instances", "retry_instances", "resume_instances")
+    readonly_fields = (
+        "instance_id", "workflow_link", "version", "status_badge", "current_step_name",
+        "active_steps_display", "waiting_steps_display", "completed_steps_display", "pending_joins_display",
+        "context_json", "step_configs_json", "runtime_metadata_json", "telemetry_metadata_json",
+        "telemetry_start_time", "history_length", "created_at", "updated_at", "started_at", "finished_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name")}),
+        (_("Steps"), {"fields": ("active_steps_display", "waiting_steps_display", "completed_steps_display",
+                                 "pending_joins_display")}),
+        (_("Context"), {"fields": ("context_json",)}),
+        (_("Step configs"), {"fields": ("step_configs_json",)}),
+        (_("Metadata"), {"fields": ("runtime_metadata_json", "telemetry_metadata_json",
+                                    "telemetry_start_time")}),
+        (_("Dates"), {"fields": ("created_at", "updated_at", "started_at", "finished_at", "history_length")}),
+    )
+
+    class Media:
+        css = {"all": ("hephaestus_django/admin.css",)}
+
+    # ---- permissions: an observer -------------------------------------------------------------------
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The change permission allows the actions; an instance's page is always read-only."""
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    # ---- changelist ------------------------------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == f"{self.opts.app_label}_{self.opts.model_name}_changelist":
+            queryset = queryset.defer(*HEAVY_COLUMNS)
+        return queryset
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Any],
+                           search_term: str) -> tuple[QuerySet[Any], bool]:
+        """Ids by prefix; a term without ``::`` also matches business values (``key::VALUE``)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(instance_id__startswith=term)
+        if "::" not in term:
+            condition |= Q(instance_id__contains=f"::{term}")
+        return queryset.filter(condition), False
+
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "workflows_url": self._url("workflows")}
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse) and response.context_data and "cl" in response.context_data:
+            response.context_data["hx_date_hierarchy"] = date_hierarchy(response.context_data["cl"])
+        return response
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: WorkflowInstance) -> str:
+        return _compact(obj.created_at)
+
+    @admin.display(description=_("updated"), ordering="updated_at")
+    def updated(self, obj: WorkflowInstance) -> str:
+        return _compact(obj.updated_at)
+
+    @admin.display(description=_("workflow"), ordering="workflow")
+    def workflow_name(self, obj: WorkflowInstance) -> str:
+        return format_html('<span title="{}">{}</span>', obj.workflow, short_name(obj.workflow))
+
+    @admin.display(description=_("version"), ordering="workflow_version")
+    def version(self, obj: WorkflowInstance) -> str:
+        return f"v{obj.workflow_version}"
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, obj: WorkflowInstance) -> str:
+        return format_html('<span class="hx-status hx-status-{}">{}</span>', obj.status,
+                           obj.get_status_display())
+
+    @admin.display(description=_("current step"), ordering="current_step")
+    def current_step_name(self, obj: WorkflowInstance) -> str:
+        if not obj.current_step:
+            return "—"
+        return format_html('<span title="{}">{}</span>', obj.current_step, short_name(obj.current_step))
+
+    # ---- actions -------------------------------------------------------------------------------------------
+    @admin.action(permissions=["change"], description=_("Cancel selected instances…"))
+    def cancel_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.CANCEL)
+
+    @admin.action(permissions=["change"], description=_("Retry selected failed instances…"))
+    def retry_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.RETRY)
+
+    @admin.action(permissions=["change"], description=_("Resume a waiting step of selected instances…"))
+    def resume_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.resume_action(self, request, queryset)
+
+    # ---- instance page -----------------------------------------------------------------------------------
+    @admin.display(description=_("workflow"))
+    def workflow_link(self, obj: WorkflowInstance) -> str:
+        return format_html('<a href="{}">{}</a>', self._url("workflow", obj.workflow), obj.workflow)
+
+    @admin.display(description=_("active steps"))
+    def active_steps_display(self, obj: WorkflowInstance) -> str:
+        return _step_list(obj.active_steps)
+
+    @admin.display(description=_("waiting steps"))
+    def waiting_steps_display(self, obj: WorkflowInstance) -> str:
+        if not obj.waiting_steps:
+            return "—"
+        return format_html_join(", ", '<span title="{}">{}</span> <span class="hx-muted">({})</span>',
+                                ((n, short_name(n), _("since %s") % _when(since))
+                                 for n, since in obj.waiting_steps.items()))
+
+    @admin.display(description=_("completed steps"))
+    def completed_steps_display(self, obj: WorkflowInstance) -> str:
+        return _step_list(obj.completed_steps)
+
+    @admin.display(description=_("pending joins"))
+    def pending_joins_display(self, obj: WorkflowInstance) -> str:
+        return _step_list(obj.pending_joins)
+
+    @admin.display(description=_("context"))
+    def context_json(self, obj: WorkflowInstance) -> str:
+        return self._json(obj.context)
+
+    @admin.display(description=_("step configs"))
+    def step_configs_json(self, obj: WorkflowInstance) -> str:
+        return self._json(obj.step_configs)
+
+    @admin.display(description=_("runtime metadata"))
+    def runtime_metadata_json(self, obj: WorkflowInstance) -> str:
+        return self._json(obj.runtime_metadata)
+
+    @admin.display(description=_("telemetry metadata"))
+    def telemetry_metadata_json(self, obj: WorkflowInstance) -> str:
+        return self._json(obj.telemetry_metadata)
+
+    @staticmethod
+    def _json(value: Any) -> str:
+        return format_html('<pre class="hx-json">{}</pre>', views.pretty_json(value))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
+        if obj is not None:
+            context.update(self._instance_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _instance_context(self, request: HttpRequest, obj: WorkflowInstance) -> dict[str, Any]:
+        """Graph, history (one query), timers (one query) and the operations offered."""
+        history = HistoryEntry.objects.filter(instance_id=obj.pk).order_by("seq")
+        hidden = max(0, obj.history_length - HISTORY_LIMIT)
+        if hidden:
+            history = history.filter(seq__gt=hidden)
+        can_change = self.has_change_permission(request)
+        operable = obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING, Status.FAILED)
+        if can_change and operable and operations.superseded([obj]):
+            can_change = False
+        offered = {
+            "resume": can_change and bool(resume_choices(obj)),
+            "cancel": can_change and obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING),
+            "retry": can_change and obj.status == Status.FAILED,
+        }
+        entries = list(history)
+        for entry in entries:  # what the template shows, computed once here
+            entry.short_step = short_name(entry.step)
+            entry.pretty_updates = views.pretty_json(entry.context_updates) if entry.context_updates else ""
+        return {
+            "hx_picture": instance_picture(obj),
+            "hx_history": entries,
+            "hx_history_hidden": hidden,
+            "hx_timers": list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk")),
+            "hx_failed": obj.status == Status.FAILED,
+            "hx_offered": offered,
+            "hx_urls": {verb: self._url(verb, obj.pk) for verb in offered},
+            "workflow_url": self._url("workflow", obj.workflow),
+        }
+
+    def get_deleted_objects(self, objs: Any,
+                            request: HttpRequest) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """Summarise instead of listing every history entry (an instance may have thousands)."""
+        rows = list(objs)
+        pks = [row.pk for row in rows]
+        listed: list[Any] = [str(row) for row in rows[: views.LISTED]]
+        if len(rows) > views.LISTED:
+            listed.append(_("…and %(count)d more") % {"count": len(rows) - views.LISTED})
+        counts = {
+            str(WorkflowInstance._meta.verbose_name_plural): len(rows),
+            str(HistoryEntry._meta.verbose_name_plural):
+                HistoryEntry.objects.filter(instance_id__in=pks).count(),
+            str(Timer._meta.verbose_name_plural): Timer.objects.filter(instance_id__in=pks).count(),
+        }
+        perms_needed = set()
+        if not all(self.has_delete_permission(request, row) for row in rows):
+            perms_needed.add(str(WorkflowInstance._meta.verbose_name))
+        return listed, {k: v for k, v in counts.items() if v}, perms_needed, []
+
+    # ---- urls --------------------------------------------------------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+
+        def operation(verb: str) -> Any:
+            def view(request: HttpRequest, object_id: str) -> HttpResponse:
+                return views.object_operation(self, request, object_id, verb)
+
+            return wrap(view)
+
+        def workflows(request: HttpRequest) -> HttpResponse:
+            return views.workflows(self, request)
+
+        def workflow(request: HttpRequest, name: str) -> HttpResponse:
+            return views.workflow_detail(self, request, name)
+
+        return [
+            path("workflows/", wrap(workflows), name=f"{info}_workflows"),
+            path("workflows/<path:name>/", wrap(workflow), name=f"{info}_workflow"),
+            *(path(f"<path:object_id>/{verb}/", operation(verb), name=f"{info}_{verb}")
+              for verb in (operations.CANCEL, operations.RETRY, operations.RESUME)),
+            *super().get_urls(),
+        ]
+
+    def _url(self, name: str, *args: Any) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args,
+                       current_app=self.admin_site.name)

@@ -1,0 +1,124 @@
+"""Cancel, retry and resume instances from the admin, through :mod:`hephaestus_django.services`.
+
+Every change goes through the services; the admin never writes instance fields. Each instance
+is handled on its own: one that cannot be changed (``NotCancellable``, ``NotWaiting``...) is
+reported in a message and the others go ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Max
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from hephaestus_django import services
+from hephaestus_django.core.exceptions import HephaestusError
+from hephaestus_django.core.instance import Instance
+from hephaestus_django.core.status import Status
+from hephaestus_django.storage.models import WorkflowInstance
+
+logger = logging.getLogger("hephaestus")
+
+#: At most this many instances per action: each one is a transaction (and, with the immediate
+#: backend, runs its steps in the request).
+ACTION_LIMIT = 1000
+#: Per-instance error messages shown before they are summarised.
+MAX_ERROR_MESSAGES = 10
+
+CANCEL = "cancel"
+RETRY = "retry"
+RESUME = "resume"
+
+
+def superseded(rows: Sequence[WorkflowInstance]) -> set[int]:
+    """Pks of ``rows`` that a newer instance with the same id and workflow has replaced.
+
+    The services act on the newest instance of an id, so acting on an older row from the
+    admin would change another instance: such rows are refused. One query.
+    """
+    if not rows:
+        return set()
+    newest = {
+        (r["instance_id"], r["workflow"]): r["newest"]
+        for r in WorkflowInstance.objects.filter(instance_id__in={row.instance_id for row in rows})
+        .order_by().values("instance_id", "workflow").annotate(newest=Max("pk"))
+    }
+    return {row.pk for row in rows if newest.get((row.instance_id, row.workflow), row.pk) != row.pk}
+
+
+def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None) -> Instance:
+    if verb == CANCEL:
+        return services.cancel(row.instance_id, workflow=row.workflow)
+    if verb == RETRY:
+        return services.retry(row.instance_id, workflow=row.workflow)
+    if selection is None:
+        raise ValueError("resume needs a (step, event) selection")
+    step, event = selection
+    return services.resume(row.instance_id, event, step=step, workflow=row.workflow)
+
+
+_DONE: dict[str, Callable[[int], str]] = {
+    CANCEL: lambda n: ngettext("Cancelled %(count)d instance.", "Cancelled %(count)d instances.", n),
+    RETRY: lambda n: ngettext("Retried %(count)d instance.", "Retried %(count)d instances.", n),
+    RESUME: lambda n: ngettext("Resumed %(count)d instance.", "Resumed %(count)d instances.", n),
+}
+
+
+def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
+          selections: dict[int, tuple[str, str]] | None = None, *,
+          log: Callable[[WorkflowInstance, str], None] | None = None) -> int:
+    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``) and report with messages.
+
+    ``log(row, detail)`` records each change (the admin's ``LogEntry``). Returns how many
+    instances were changed.
+    """
+    if selections is not None:
+        rows = [row for row in rows if row.pk in selections]
+    stale = superseded(rows)
+    done = 0
+    errors: list[str] = []
+    warnings: list[str] = []
+    for row in rows:
+        if row.pk in stale:
+            errors.append(_("%(id)s: a newer instance with this id exists; act on that one instead.")
+                          % {"id": row.instance_id})
+            continue
+        selection = selections.get(row.pk) if selections else None
+        try:
+            result = _call(verb, row, selection)
+        except HephaestusError as exc:
+            errors.append(f"{row.instance_id}: {exc}")
+            continue
+        except Exception:  # a bug must not hide what happened to the other instances
+            logger.exception("admin %s of %s failed", verb, row.instance_id)
+            errors.append(_("%(id)s: unexpected error (see the server log).") % {"id": row.instance_id})
+            continue
+        done += 1
+        if log is not None:
+            log(row, f" ({selection[0]}: {selection[1]})" if selection else "")
+        if verb != CANCEL and result.status == Status.FAILED:
+            warnings.append(_("%(id)s failed: %(error)s") % {"id": row.instance_id, "error": result.error})
+    if done:
+        messages.success(request, _DONE[verb](done) % {"count": done})
+    for text in warnings[:MAX_ERROR_MESSAGES]:
+        messages.warning(request, text)
+    for text in errors[:MAX_ERROR_MESSAGES]:
+        messages.error(request, text)
+    hidden = max(0, len(errors) - MAX_ERROR_MESSAGES) + max(0, len(warnings) - MAX_ERROR_MESSAGES)
+    if hidden:
+        text = ngettext("…and %(count)d more problem.", "…and %(count)d more problems.", hidden)
+        messages.error(request, text % {"count": hidden})
+    return done
+
+
+def applicable(verb: str, row: Any) -> bool:
+    """Whether cancel or retry can apply to the row's status (for the confirmation pages)."""
+    if verb == CANCEL:
+        return row.status in (Status.PENDING, Status.RUNNING, Status.WAITING)
+    return verb == RETRY and row.status == Status.FAILED

@@ -1,0 +1,231 @@
+"""Pages of the instance admin beyond Django's own: confirmation pages of the actions, the
+resume form, the per-instance cancel/retry/resume pages and the registered-workflows page."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from hephaestus_django.admin import operations
+from hephaestus_django.admin.filters import short_name
+from hephaestus_django.admin.forms import ResumeForm
+from hephaestus_django.admin.graphs import draw
+from hephaestus_django.core import registry, render
+from hephaestus_django.storage.models import WorkflowInstance
+
+if TYPE_CHECKING:
+    from hephaestus_django.admin.instances import WorkflowInstanceAdmin
+
+TEMPLATES = "admin/hephaestus_django/workflowinstance"
+#: Rows listed on a confirmation page; the rest are counted.
+LISTED = 100
+
+
+def _question(verb: str, count: int) -> str:
+    if verb == operations.CANCEL:
+        text = ngettext("Cancel this instance? Its waiting steps and timers are dropped and no further "
+                        "step runs.",
+                        "Cancel these %(count)d instances? Their waiting steps and timers are dropped and no "
+                        "further step runs.", count)
+    else:
+        text = ngettext("Retry this failed instance? Its failed step runs again.",
+                        "Retry these %(count)d failed instances? Their failed steps run again.", count)
+    return text % {"count": count}
+
+
+TITLES = {
+    operations.CANCEL: (gettext_lazy("Cancel instances"), gettext_lazy("Yes, cancel")),
+    operations.RETRY: (gettext_lazy("Retry failed instances"), gettext_lazy("Yes, retry")),
+    operations.RESUME: (gettext_lazy("Resume waiting instances"), gettext_lazy("Resume")),
+}
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON with non-ASCII text as it is (no ``\\u`` escapes)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
+def _context(model_admin: WorkflowInstanceAdmin, request: HttpRequest, title: str,
+             **extra: Any) -> dict[str, Any]:
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": title,
+        "media": model_admin.media,
+        "has_view_permission": model_admin.has_view_permission(request),
+        **extra,
+    }
+
+
+def _rows(request: HttpRequest, queryset: QuerySet[Any]) -> list[WorkflowInstance] | None:
+    """The selected rows, complete (the changelist defers the JSON columns); ``None`` if too many."""
+    pks = list(queryset.order_by().values_list("pk", flat=True)[: operations.ACTION_LIMIT + 1])
+    if len(pks) > operations.ACTION_LIMIT:
+        messages.error(request, _("Select at most %(limit)d instances at once (or use the management "
+                                  "commands).") % {"limit": operations.ACTION_LIMIT})
+        return None
+    return list(WorkflowInstance.objects.filter(pk__in=pks).order_by("-created_at", "-pk"))
+
+
+def _action_fields(request: HttpRequest) -> dict[str, Any]:
+    """What a confirmation page posts back so that Django's action machinery runs the action again."""
+    return {
+        "action_name": request.POST.get("action", ""),
+        "select_across": request.POST.get("select_across", "0"),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+
+
+def _log(model_admin: WorkflowInstanceAdmin, request: HttpRequest, verb: str) -> Any:
+    label = {operations.CANCEL: "Cancelled", operations.RETRY: "Retried", operations.RESUME: "Resumed"}[verb]
+
+    def log(row: WorkflowInstance, detail: str) -> None:
+        model_admin.log_change(request, row, f"{label} through the admin{detail}.")
+
+    return log
+
+
+# ---- changelist actions ------------------------------------------------------------------------------
+def confirm_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet[Any],
+                   verb: str) -> HttpResponse | None:
+    """Cancel or retry the selected instances after a confirmation page."""
+    rows = _rows(request, queryset)
+    if rows is None:
+        return None
+    if request.POST.get("post") == "yes":
+        operations.apply(request, verb, rows, log=_log(model_admin, request, verb))
+        return None
+    title, button = TITLES[verb]
+    usable = sum(operations.applicable(verb, row) for row in rows)
+    return TemplateResponse(request, f"{TEMPLATES}/action_confirmation.html", _context(
+        model_admin, request, title, verb=verb, button=button, rows=rows[:LISTED],
+        more=max(0, len(rows) - LISTED),
+        question=_question(verb, len(rows)), unusable=len(rows) - usable, in_changelist=True,
+        back_url=request.get_full_path(), **_action_fields(request)))
+
+
+def resume_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
+                  queryset: QuerySet[Any]) -> HttpResponse | None:
+    """Resume waiting steps of the selected instances, each with an event chosen in a form."""
+    rows = _rows(request, queryset)
+    if rows is None:
+        return None
+    posted = request.POST.get("post") == "yes"
+    form = ResumeForm(rows, data=request.POST if posted else None)
+    if not form.has_choices:
+        messages.warning(request, _("None of the selected instances has a waiting step to resume."))
+        return None
+    if posted:
+        if form.is_valid():
+            operations.apply(request, operations.RESUME, rows, form.selections(),
+                             log=_log(model_admin, request, operations.RESUME))
+            return None
+        messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+    title, button = TITLES[operations.RESUME]
+    return TemplateResponse(request, f"{TEMPLATES}/resume.html", _context(
+        model_admin, request, title, form=form, button=button, in_changelist=True,
+        back_url=request.get_full_path(), **_action_fields(request)))
+
+
+# ---- one instance ------------------------------------------------------------------------------------
+def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, object_id: str,
+                     verb: str) -> HttpResponse:
+    """``<pk>/cancel/``, ``<pk>/retry/`` and ``<pk>/resume/``: the same operations for one instance."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    row = model_admin.get_object(request, object_id)
+    if row is None:
+        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+    change_url = reverse(f"admin:{model_admin.opts.app_label}_{model_admin.opts.model_name}_change",
+                         args=[row.pk], current_app=model_admin.admin_site.name)
+    posted = request.method == "POST"
+    title, button = TITLES[verb]
+    common = {"original": row, "change_url": change_url, "back_url": change_url, "button": button,
+              "in_changelist": False}
+    if verb == operations.RESUME:
+        form = ResumeForm([row], data=request.POST if posted else None)
+        if not form.has_choices:
+            messages.warning(request, _("%(id)s has no waiting step to resume.") % {"id": row.instance_id})
+            return HttpResponseRedirect(change_url)
+        if posted:
+            if form.is_valid():
+                operations.apply(request, verb, [row], form.selections(),
+                                 log=_log(model_admin, request, verb))
+                return HttpResponseRedirect(change_url)
+            messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+        return TemplateResponse(request, f"{TEMPLATES}/resume.html",
+                                _context(model_admin, request, title, form=form, **common))
+    if posted:
+        operations.apply(request, verb, [row], log=_log(model_admin, request, verb))
+        return HttpResponseRedirect(change_url)
+    usable = int(operations.applicable(verb, row))
+    return TemplateResponse(request, f"{TEMPLATES}/action_confirmation.html", _context(
+        model_admin, request, title, verb=verb, rows=[row], more=0, question=_question(verb, 1),
+        unusable=1 - usable, **common))
+
+
+# ---- registered workflows --------------------------------------------------------------------------------
+#: Graphs with more steps are drawn on the workflow's own page only, not on the list.
+LIST_GRAPH_LIMIT = 60
+
+
+def _workflow_entry(model_admin: WorkflowInstanceAdmin, workflow: Any, *,
+                    all_versions: bool) -> dict[str, Any]:
+    changelist = model_admin._url("changelist")
+    current = workflow.definition(None).version
+    numbers = workflow.all_versions() if all_versions else [current]
+    versions = []
+    for number in sorted(numbers, key=lambda n: (n != current, -n)):
+        graph = workflow.definition(number).graph
+        drawn = all_versions or len(graph.nodes) <= LIST_GRAPH_LIMIT
+        versions.append({
+            "number": number, "current": number == current, "size": len(graph.nodes),
+            "picture": draw(graph) if drawn else None,
+            "steps": [{"name": s.registry_name(), "key": s.context_key(), "events": list(s.events)}
+                      for s in graph.nodes] if all_versions else [],
+            "mermaid": render.mermaid(graph) if all_versions else "",
+        })
+    return {
+        "name": workflow.name, "short": short_name(workflow.name), "current": current,
+        "all_versions": workflow.all_versions(), "unique": workflow.unique, "tags": list(workflow.tags),
+        "metadata": pretty_json(workflow.metadata) if workflow.metadata else "", "versions": versions,
+        "instances_url": f"{changelist}?{urlencode({'workflow': workflow.name})}",
+        "detail_url": model_admin._url("workflow", workflow.name),
+    }
+
+
+def workflows(model_admin: WorkflowInstanceAdmin, request: HttpRequest) -> HttpResponse:
+    """Every registered workflow: name, versions, uniqueness, tags, metadata and its current graph."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    entries = [_workflow_entry(model_admin, wf, all_versions=False)
+               for wf in sorted(registry.all_workflows(), key=lambda w: w.name)]
+    title = _("Registered workflows")
+    subtitle = ngettext("%(count)d workflow", "%(count)d workflows", len(entries)) % {"count": len(entries)}
+    return TemplateResponse(request, "admin/hephaestus_django/workflows.html", _context(
+        model_admin, request, title, subtitle=subtitle, workflows=entries, detail=False))
+
+
+def workflow_detail(model_admin: WorkflowInstanceAdmin, request: HttpRequest, name: str) -> HttpResponse:
+    """One registered workflow, every version drawn, with its steps and Mermaid text."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    if not registry.is_registered(name):
+        raise Http404(_("No workflow named %(name)s is registered.") % {"name": name})
+    entry = _workflow_entry(model_admin, registry.get_workflow(name), all_versions=True)
+    return TemplateResponse(request, "admin/hephaestus_django/workflows.html", _context(
+        model_admin, request, entry["short"], workflows=[entry], detail=True,
+        workflows_url=model_admin._url("workflows")))

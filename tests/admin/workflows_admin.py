@@ -1,0 +1,161 @@
+"""Workflows of the admin tests (imported by ``tests/admin/conftest.py``, so registered by name).
+
+- ``AdmApprovalFlow``: a step that waits for ``approved`` or ``rejected`` (a custom waiter).
+- ``AdmGateFlow``: a ``WaitForEvent`` (event name ``signed``) then a step.
+- ``AdmParallelFlow``: two branches waiting at once, then a join.
+- ``AdmFlakyFlow``: fails while :data:`FLAKY` says so (retry then succeeds).
+- ``AdmVersioned``: two versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hephaestus_django.core import Async, Done, Ok, Step, Unique, VersionedWorkflow, WaitForEvent, Workflow
+
+#: ``AdmFlaky`` raises while ``FLAKY["fail"]`` is true.
+FLAKY = {"fail": True}
+
+
+class AdmPrepare(Step):
+    events = ("ready",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ready", {"greeting": f"héllo {context.initial.get('name', '')}".strip()})
+
+
+class AdmApprove(Step):
+    """Pauses; resumed from outside with ``approved`` or ``rejected``."""
+
+    events = ("approved", "rejected")
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Async()
+
+
+class AdmShip(Step):
+    events = ("shipped",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("shipped", {"carrier": "Øresund Post"})
+
+
+class AdmReject(Step):
+    events = ("rejected",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return "rejected"
+
+
+class AdmApprovalFlow(Workflow):
+    name = "tests.admin.AdmApprovalFlow"
+    unique = Unique(key="adm")
+    tags = ["admin", "tests"]
+    metadata = {"owner": "ops", "description": "approval before shipping"}
+    start_step = AdmPrepare
+    transitions = {
+        (AdmPrepare, "ready"): AdmApprove,
+        (AdmApprove, "approved"): AdmShip,
+        (AdmApprove, "rejected"): AdmReject,
+        (AdmShip, "shipped"): Done,
+        (AdmReject, "rejected"): Done,
+    }
+
+
+class AdmGate(WaitForEvent):
+    pass
+
+
+class AdmAfterGate(Step):
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return "done"
+
+
+class AdmGateFlow(Workflow):
+    name = "tests.admin.AdmGateFlow"
+    unique = Unique(key="gate")
+    start_step = (AdmGate, {"event_name": "signed"})
+    transitions = {(AdmGate, "received"): AdmAfterGate, (AdmAfterGate, "done"): Done}
+
+
+class AdmSplit(Step):
+    events = ("split",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return "split"
+
+
+class AdmLeft(Step):
+    events = ("ok",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Async()
+
+
+class AdmRight(Step):
+    events = ("ok", "skip")
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Async()
+
+
+class AdmJoin(Step):
+    events = ("joined",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return "joined"
+
+
+class AdmParallelFlow(Workflow):
+    name = "tests.admin.AdmParallelFlow"
+    unique = Unique(key="par")
+    start_step = AdmSplit
+    transitions = {
+        (AdmSplit, "split"): [AdmLeft, AdmRight],
+        (AdmLeft, "ok"): AdmJoin,
+        (AdmRight, "ok"): AdmJoin,
+        (AdmRight, "skip"): AdmJoin,
+        (AdmJoin, "joined"): Done,
+    }
+
+
+class AdmFlaky(Step):
+    events = ("ok",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        if FLAKY["fail"]:
+            raise ConnectionError("payment gateway unreachable — réessayez")
+        return Ok("ok", {"paid": True})
+
+
+class AdmFlakyFlow(Workflow):
+    name = "tests.admin.AdmFlakyFlow"
+    unique = Unique(key="flaky")
+    start_step = AdmPrepare
+    transitions = {(AdmPrepare, "ready"): AdmFlaky, (AdmFlaky, "ok"): Done}
+
+
+class AdmV1(Workflow):
+    name = "tests.admin.AdmVersioned.v1"
+    version = 1
+    unique = Unique(key="ver")
+    start_step = AdmPrepare
+    transitions = {(AdmPrepare, "ready"): Done}
+
+
+class AdmV2(Workflow):
+    name = "tests.admin.AdmVersioned.v2"
+    version = 2
+    unique = Unique(key="ver")
+    start_step = AdmPrepare
+    transitions = {(AdmPrepare, "ready"): AdmApprove, (AdmApprove, "approved"): Done,
+                   (AdmApprove, "rejected"): Done}
+
+
+class AdmVersioned(VersionedWorkflow):
+    name = "tests.admin.AdmVersioned"
+    unique = Unique(key="ver")
+    versions = {1: AdmV1, 2: AdmV2}
+    current = 2
