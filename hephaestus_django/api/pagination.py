@@ -1,0 +1,160 @@
+"""Keyset ("cursor") pagination: one query per page, however deep, and no ``COUNT``.
+
+A page is ``{"next": url | null, "previous": url | null, "results": [...]}``. The cursor is an
+opaque signed token holding the position of the last (or first) row shown and the ordering it
+belongs to; rows are ordered by the queryset's ordering field plus the primary key, so positions
+are unique and the query can use the ``(field, ...)`` indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.core import signing
+from django.db.models import Model, Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import BasePagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+_SALT = "hephaestus_django.api.cursor"
+
+Key = tuple[str, bool]  # (model field, descending)
+
+
+class KeysetPagination(BasePagination):
+    """Pages over a queryset ordered by one field (``view.ordering`` unless the queryset has one)."""
+
+    cursor_query_param = "cursor"
+    page_size_query_param = "page_size"
+    page_size = 50
+    max_page_size = 500
+    #: Fallback ordering when the queryset has none (a ``-`` prefix means descending).
+    ordering = "-created_at"
+
+    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
+        self.request = request
+        self.base_url = request.build_absolute_uri()
+        size = self.get_page_size(request)
+        self.keys = self.get_keys(queryset, view)
+        cursor = self.decode_cursor(request, queryset.model)
+        reverse = bool(cursor and cursor["r"])
+        if cursor is not None:
+            queryset = queryset.filter(self._beyond(cursor["p"], forward=not reverse))
+        order = [f"-{f}" if desc != reverse else f for f, desc in self.keys]
+        rows = list(queryset.order_by(*order)[: size + 1])
+        more = len(rows) > size
+        rows = rows[:size]
+        if reverse:
+            rows.reverse()
+            self.has_previous, self.has_next = more, True
+        else:
+            self.has_previous, self.has_next = cursor is not None, more
+        self.page = rows
+        return rows
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: [
+                _("Must be an integer from 1 to %(max)d.") % {"max": self.max_page_size}]})
+        return size
+
+    def get_keys(self, queryset: QuerySet[Any], view: Any) -> list[Key]:
+        ordering = list(queryset.query.order_by) or [getattr(view, "ordering", None) or self.ordering]
+        first = str(ordering[0])
+        field, descending = first.lstrip("-"), first.startswith("-")
+        if field in ("pk", queryset.model._meta.pk.name):
+            return [("pk", descending)]
+        return [(field, descending), ("pk", descending)]
+
+    # ---- cursors -------------------------------------------------------------------------------
+    def _ordering_label(self) -> str:
+        return ",".join(f"-{f}" if desc else f for f, desc in self.keys)
+
+    def _beyond(self, position: Sequence[Any], *, forward: bool) -> Q:
+        """Rows after ``position`` in the ordering (before it when not ``forward``)."""
+        condition = Q()
+        for index in reversed(range(len(self.keys))):
+            field, descending = self.keys[index]
+            op = "lt" if descending == forward else "gt"
+            strict = Q(**{f"{field}__{op}": position[index]})
+            condition = strict if index == len(self.keys) - 1 else strict | (Q(**{field: position[index]}) & condition)
+        first, descending = self.keys[0]
+        # The redundant bound on the first field lets the database start the index scan there.
+        bound = Q(**{f"{first}__{'lte' if descending == forward else 'gte'}": position[0]})
+        return bound & condition
+
+    def encode_cursor(self, row: Model, reverse: bool) -> str:
+        position = []
+        for field, _desc in self.keys:
+            value = getattr(row, field)
+            position.append(value.isoformat() if isinstance(value, datetime) else value)
+        token = signing.dumps({"o": self._ordering_label(), "p": position, "r": int(reverse)}, salt=_SALT)
+        return replace_query_param(self.base_url, self.cursor_query_param, token)
+
+    def decode_cursor(self, request: Request, model: type[Model]) -> dict[str, Any] | None:
+        token = request.query_params.get(self.cursor_query_param)
+        if token is None:
+            return None
+        try:
+            data = signing.loads(token, salt=_SALT)
+        except signing.BadSignature:
+            data = None
+        if not isinstance(data, dict) or data.get("o") != self._ordering_label():
+            raise ValidationError({self.cursor_query_param: [_("Invalid cursor for this ordering.")]})
+        data["p"] = [model._meta.pk.to_python(value) if field == "pk" else model._meta.get_field(field).to_python(value)
+                     for (field, _desc), value in zip(self.keys, data["p"], strict=True)]
+        return data
+
+    def get_next_link(self) -> str | None:
+        if not self.has_next or not self.page:
+            return None
+        return self.encode_cursor(self.page[-1], reverse=False)
+
+    def get_previous_link(self) -> str | None:
+        if not self.has_previous:
+            return None
+        if not self.page:  # stepped past the end: back to the first page
+            return remove_query_param(self.base_url, self.cursor_query_param)
+        return self.encode_cursor(self.page[0], reverse=True)
+
+    # ---- responses and schema --------------------------------------------------------------------
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response({"next": self.get_next_link(), "previous": self.get_previous_link(), "results": data})
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["next", "previous", "results"],
+            "properties": {"next": link, "previous": link, "results": schema},
+        }
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            {"name": self.cursor_query_param, "required": False, "in": "query",
+             "description": "Opaque position from a previous page's next/previous link.",
+             "schema": {"type": "string"}},
+            {"name": self.page_size_query_param, "required": False, "in": "query",
+             "description": f"Results per page (default {self.page_size}).",
+             "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size}},
+        ]
+
+
+class HistoryPagination(KeysetPagination):
+    """History entries of one instance, in order (``seq``)."""
+
+    ordering = "seq"
+    page_size = 100
+    max_page_size = 1000

@@ -1,0 +1,213 @@
+"""Request and response bodies.
+
+Responses are the shapes of SPEC §2.1, produced by :mod:`hephaestus_django.shapes`; the fields
+declared on the response serializers document those shapes in the OpenAPI schema (a test checks
+that both name the same keys). Request serializers validate input and look workflow names up in
+the registry (never importing them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from hephaestus_django import services
+from hephaestus_django.core import keys, registry
+from hephaestus_django.core.keys import SCOPES
+from hephaestus_django.core.workflow import BaseWorkflow
+from hephaestus_django.exceptions import UnknownWorkflow
+from hephaestus_django.shapes import history_shape, instance_shape
+from hephaestus_django.storage.models import EntryKindChoices, HistoryEntry, InstanceStatus, WorkflowInstance
+
+#: The columns the instance shape reads (the list loads nothing else).
+INSTANCE_COLUMNS = ("id", "instance_id", "workflow", "workflow_version", "status", "current_step", "context",
+                    "step_configs", "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata",
+                    "error", "created_at", "updated_at")
+#: The columns the history entry shape reads (plus ``seq`` for the cursor).
+HISTORY_COLUMNS = ("id", "seq", "kind", "step", "event", "timestamp", "attempt", "error", "duration",
+                   "context_updates")
+
+
+# ---- responses -----------------------------------------------------------------------------------
+class ContextSerializer(serializers.Serializer):
+    initial = serializers.DictField(read_only=True, help_text=_("The data the instance was started with."))
+    steps = serializers.DictField(child=serializers.DictField(), read_only=True,
+                                  help_text=_("What each step returned, by context key."))
+
+
+class InstanceSerializer(serializers.Serializer):
+    """A workflow instance."""
+
+    id = serializers.CharField(read_only=True, help_text=_("Business id, e.g. orderid::ORD-17."))
+    workflow = serializers.CharField(read_only=True, help_text=_("Workflow registry name."))
+    workflow_version = serializers.IntegerField(read_only=True)
+    status = serializers.ChoiceField(choices=InstanceStatus.choices, read_only=True)
+    current_step = serializers.CharField(read_only=True, allow_null=True,
+                                         help_text=_("Registry name of the step that ran or paused last."))
+    context = ContextSerializer(read_only=True)
+    step_configs = serializers.DictField(child=serializers.DictField(), read_only=True)
+    active_steps = serializers.ListField(child=serializers.CharField(), read_only=True)
+    completed_steps = serializers.ListField(child=serializers.CharField(), read_only=True)
+    runtime_metadata = serializers.DictField(read_only=True)
+    telemetry_metadata = serializers.DictField(read_only=True)
+    error = serializers.CharField(read_only=True, allow_null=True, help_text=_("Why a failed instance failed."))
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
+        return instance_shape(instance)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One entry of an instance's execution history."""
+
+    kind = serializers.ChoiceField(choices=EntryKindChoices.choices, read_only=True)
+    step = serializers.CharField(read_only=True, allow_null=True)
+    event = serializers.CharField(read_only=True, allow_null=True)
+    timestamp = serializers.DateTimeField(read_only=True)
+    attempt = serializers.IntegerField(read_only=True)
+    error = serializers.CharField(read_only=True, allow_null=True)
+    duration = serializers.FloatField(read_only=True, allow_null=True, help_text=_("Seconds."))
+    context_updates = serializers.DictField(read_only=True, allow_null=True)
+
+    def to_representation(self, instance: HistoryEntry) -> dict[str, Any]:
+        return history_shape(instance)
+
+
+class UniqueSerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    scope = serializers.ChoiceField(choices=[(s, s) for s in SCOPES], read_only=True)
+
+
+class StepSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True, help_text=_("Step registry name (what resume's 'step' takes)."))
+    context_key = serializers.CharField(read_only=True)
+    events = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+
+# ``from`` is a keyword, so this one is built from a namespace.
+EdgeSerializer = type("EdgeSerializer", (serializers.Serializer,), {
+    "__doc__": "An edge of the workflow graph: `from` emits `event`, which activates `to`.",
+    "from": serializers.CharField(read_only=True),
+    "event": serializers.CharField(read_only=True),
+    "to": serializers.CharField(read_only=True),
+})
+
+
+class WorkflowSerializer(serializers.Serializer):
+    """A registered workflow (``shapes.workflow_shape``)."""
+
+    name = serializers.CharField(read_only=True)
+    versions = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    current_version = serializers.IntegerField(read_only=True)
+    unique = UniqueSerializer(read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    metadata = serializers.DictField(read_only=True)
+    steps = StepSerializer(many=True, read_only=True)
+    edges = EdgeSerializer(many=True, read_only=True)
+    mermaid = serializers.CharField(read_only=True, help_text=_("The graph as a Mermaid flowchart."))
+
+    def to_representation(self, instance: dict[str, Any]) -> dict[str, Any]:
+        return instance
+
+
+class DetailSerializer(serializers.Serializer):
+    """An error that is not about one input field (401, 403, 404, 409)."""
+
+    detail = serializers.CharField(read_only=True)
+
+
+# ---- requests --------------------------------------------------------------------------------
+def _check_text(value: Any, path: str = "") -> str | None:
+    """Where ``value`` holds a string a database cannot store (NUL, lone surrogates), if anywhere."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or any("\ud800" <= ch <= "\udfff" for ch in item):
+                return where or "value"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, f"{where}.{key}" if where else str(key)))
+                stack.append((child, f"{where}.{key}" if where else str(key)))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+class StorableDictField(serializers.DictField):
+    """A JSON object whose strings the database can store."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        bad = _check_text(value)
+        if bad is not None:
+            raise serializers.ValidationError(
+                _("Strings cannot contain NUL or unpaired surrogate characters (at %(where)s).") % {"where": bad})
+        return value
+
+
+class StartSerializer(serializers.Serializer):
+    """Start an instance: give exactly one of ``value`` (business value) and ``id`` (full id)."""
+
+    workflow = serializers.CharField(max_length=255, help_text=_("Workflow registry name."))
+    value = serializers.CharField(required=False, max_length=128,
+                                  help_text=_("Business value; the id is built from the workflow's unique key."))
+    id = serializers.CharField(required=False, max_length=255, help_text=_("Full instance id, key::value."))
+    context = StorableDictField(default=dict, help_text=_("Initial context (a JSON object)."))
+    version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
+                                       help_text=_("Workflow version (default: the workflow's choice)."))
+    telemetry_metadata = StorableDictField(default=dict)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("value" in attrs) == ("id" in attrs):
+            message = _("Give exactly one of 'value' and 'id'.")
+            raise serializers.ValidationError({"value": [message], "id": [message]})
+        try:
+            workflow = registry.get_workflow(attrs["workflow"])
+        except UnknownWorkflow as exc:
+            raise serializers.ValidationError({"workflow": [str(exc)]}) from None
+        attrs["workflow"] = workflow
+        attrs["id"] = self._instance_id(workflow, attrs)
+        try:
+            attrs["version"] = workflow.resolve_version(attrs["context"], attrs.get("version"))
+        except ValueError as exc:
+            raise serializers.ValidationError({"version": [str(exc)]}) from None
+        return attrs
+
+    @staticmethod
+    def _instance_id(workflow: type[BaseWorkflow], attrs: dict[str, Any]) -> str:
+        unique = workflow.unique
+        if "value" in attrs:
+            try:
+                return keys.build_id(unique.key, attrs["value"], unique.scope)
+            except ValueError as exc:
+                raise serializers.ValidationError({"value": [str(exc)]}) from None
+        try:
+            parsed = keys.parse_id(attrs["id"])
+        except ValueError as exc:
+            raise serializers.ValidationError({"id": [str(exc)]}) from None
+        if parsed.key != unique.key:
+            raise serializers.ValidationError({"id": [
+                _("Ids of workflow %(workflow)s start with '%(key)s::'.") % {"workflow": workflow.name,
+                                                                             "key": unique.key}]})
+        return str(attrs["id"])
+
+    def create(self, validated_data: dict[str, Any]) -> WorkflowInstance:
+        instance = services.start_instance(
+            validated_data["workflow"], validated_data["context"], id=validated_data["id"],
+            version=validated_data["version"], telemetry_metadata=validated_data["telemetry_metadata"])
+        return WorkflowInstance.objects.get(pk=instance.pk)
+
+    def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
+        return instance_shape(instance)
+
+
+class ResumeSerializer(serializers.Serializer):
+    """Complete a waiting step with an event it declares."""
+
+    event = serializers.CharField(max_length=255, help_text=_("An event the waiting step declares."))
+    step = serializers.CharField(required=False, allow_null=True, max_length=255,
+                                 help_text=_("Registry name of the waiting step, when several wait."))

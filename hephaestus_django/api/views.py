@@ -1,0 +1,209 @@
+"""Viewsets: instances (list, start, detail, resume/cancel/retry, history) and workflows.
+
+Every state change goes through :mod:`hephaestus_django.services`; workflow names, steps and
+events from requests are looked up in the registry and the waiting step's declared events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hephaestus_django import services
+from hephaestus_django.api.exceptions import exception_handler
+from hephaestus_django.api.filters import DEFAULT_ORDERING, InstanceFilter
+from hephaestus_django.api.pagination import HistoryPagination, KeysetPagination
+from hephaestus_django.api.permissions import get_permission_classes
+from hephaestus_django.api.schema import AutoSchema, OpenApiParameter, OpenApiResponse, extend_schema
+from hephaestus_django.api.serializers import (
+    HISTORY_COLUMNS,
+    INSTANCE_COLUMNS,
+    DetailSerializer,
+    HistoryEntrySerializer,
+    InstanceSerializer,
+    ResumeSerializer,
+    StartSerializer,
+    WorkflowSerializer,
+)
+from hephaestus_django.core import registry
+from hephaestus_django.core.instance import Instance
+from hephaestus_django.exceptions import UnknownWorkflow
+from hephaestus_django.shapes import workflow_shape
+from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
+
+#: Ids and registry names contain ``:``, ``.``, ``-`` and ``_``; only ``/`` ends them.
+LOOKUP_REGEX = r"[^/]+"
+
+# Documented error answers (drf-spectacular), merged into each operation's responses.
+_ERRORS = {
+    401: OpenApiResponse(DetailSerializer, description="Not authenticated."),
+    403: OpenApiResponse(DetailSerializer, description="Permission denied."),
+}
+_NOT_FOUND = {404: OpenApiResponse(DetailSerializer, description="No instance has this id.")}
+_CONFLICT = {409: OpenApiResponse(DetailSerializer, description="The instance's state does not allow this.")}
+_BAD = {400: OpenApiResponse(
+    {"type": "object", "additionalProperties": {"oneOf": [{"type": "string"},
+                                                          {"type": "array", "items": {"type": "string"}}]}},
+    description="Invalid input: {field: [messages]} (or {detail: message} for a malformed body).")}
+
+
+class HephaestusAPIMixin:
+    """Configured permissions, engine errors translated, drf-spectacular's schema when installed."""
+
+    schema = AutoSchema()
+    parser_classes = [JSONParser]
+    #: Action -> the request serializer whose fields engine errors may be keyed by.
+    inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {}
+    #: Action -> the instance model permission it needs (``view``, ``add`` or ``change``).
+    required_permissions: ClassVar[dict[str, str]] = {}
+    action: str | None
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [permission() for permission in get_permission_classes()]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def effective_action(self) -> str | None:
+        """The action, or for an ``OPTIONS`` probe of a method, the action that method runs."""
+        if self.action == "metadata":
+            method = self.request.method.lower()  # type: ignore[attr-defined]
+            return getattr(self, "action_map", {}).get(method, self.action)  # type: ignore[no-any-return]
+        return self.action
+
+    def input_fields(self) -> list[str]:
+        serializer = self.inputs.get(self.effective_action() or "")
+        return list(serializer().fields) if serializer is not None else []
+
+
+class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                      mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """Workflow instances. ``{id}`` is the business id; it names the newest instance with that id."""
+
+    lookup_field = "instance_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = LOOKUP_REGEX
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = InstanceFilter
+    pagination_class = KeysetPagination
+    ordering = DEFAULT_ORDERING
+    inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {
+        "create": StartSerializer, "resume": ResumeSerializer}
+    required_permissions: ClassVar[dict[str, str]] = {
+        "list": "view", "retrieve": "view", "history": "view",
+        "create": "add", "resume": "change", "cancel": "change", "retry": "change",
+    }
+
+    def get_queryset(self) -> QuerySet[WorkflowInstance]:
+        return WorkflowInstance.objects.only(*INSTANCE_COLUMNS)
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        action = self.effective_action()
+        if action == "history":
+            return HistoryEntrySerializer
+        return self.inputs.get(action or "", InstanceSerializer)
+
+    def get_object(self) -> WorkflowInstance:
+        row = self.get_queryset().filter(instance_id=self.kwargs["id"]).order_by("-pk").first()
+        if row is None:
+            raise NotFound(f"no instance with id {self.kwargs['id']!r}")
+        return row
+
+    def _answer(self, instance: Instance) -> Response:
+        return Response(InstanceSerializer(self.get_queryset().get(pk=instance.pk)).data)
+
+    @extend_schema(responses={200: InstanceSerializer(many=True), **_BAD, **_ERRORS})
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Instances, newest first (filters, ``ordering``, cursor pagination)."""
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND})
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The newest instance with this id."""
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(request=StartSerializer, responses={
+        201: InstanceSerializer, **_BAD, **_ERRORS,
+        409: OpenApiResponse(DetailSerializer, description="An active instance already holds this id.")})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Start an instance (it runs until it waits or finishes before the answer)."""
+        return super().create(request, *args, **kwargs)
+
+    @extend_schema(request=ResumeSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
+                                                        **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, id: str) -> Response:
+        """Complete a waiting step with ``event`` (``step`` chooses when several wait)."""
+        serializer = ResumeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return self._answer(services.resume(id, data["event"], step=data.get("step")))
+
+    @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, id: str) -> Response:
+        """Cancel a pending, running or waiting instance."""
+        return self._answer(services.cancel(id))
+
+    @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, id: str) -> Response:
+        """Re-run the failed step of a failed instance."""
+        return self._answer(services.retry(id))
+
+    @extend_schema(responses={200: HistoryEntrySerializer(many=True), **_BAD, **_ERRORS,
+                              **_NOT_FOUND})
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=HistoryPagination)
+    def history(self, request: Request, id: str) -> Response:
+        """The instance's execution history, in order."""
+        pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
+        if pk is None:
+            raise NotFound(f"no instance with id {id!r}")
+        entries = HistoryEntry.objects.filter(instance_id=pk).only(*HISTORY_COLUMNS).order_by("seq")
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
+
+
+class WorkflowViewSet(HephaestusAPIMixin, viewsets.ViewSet):
+    """Registered workflows, with their graphs. ``{name}`` is the registry name."""
+
+    lookup_field = "name"
+    lookup_value_regex = LOOKUP_REGEX
+    serializer_class = WorkflowSerializer
+
+    @extend_schema(responses={200: WorkflowSerializer(many=True), **_ERRORS})
+    def list(self, request: Request) -> Response:
+        """Every registered workflow, by name."""
+        workflows = sorted(registry.all_workflows(), key=lambda w: w.name)
+        return Response(WorkflowSerializer([workflow_shape(w) for w in workflows], many=True).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, description="Show this version's graph (default: current).")],
+        responses={200: WorkflowSerializer, **_BAD, **_ERRORS,
+                   404: OpenApiResponse(DetailSerializer, description="No workflow has this name.")})
+    def retrieve(self, request: Request, name: str) -> Response:
+        """One workflow: versions, steps and their events, edges and a Mermaid rendering."""
+        try:
+            workflow = registry.get_workflow(name)
+        except UnknownWorkflow:
+            raise NotFound(f"no workflow named {name!r} is registered") from None
+        version = request.query_params.get("version")
+        if version is not None:
+            try:
+                number = int(version)
+                workflow.definition(number)
+            except ValueError:
+                raise ValidationError({"version": [
+                    f"workflow {workflow.name} has no version {version!r} "
+                    f"(versions: {', '.join(map(str, workflow.all_versions()))})"]}) from None
+            return Response(WorkflowSerializer(workflow_shape(workflow, number)).data)
+        return Response(WorkflowSerializer(workflow_shape(workflow)).data)
