@@ -102,6 +102,20 @@ class WorkflowInstance(models.Model):
         return f"{self.instance_id} ({self.status})"
 
 
+class RegisteredWorkflow(WorkflowInstance):
+    """No table of its own: it gives the registered workflows an entry in the admin index.
+
+    Workflows live in code (the registry); the admin's entry for this proxy leads to the page
+    that lists them with their graphs.
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = _("registered workflow")
+        verbose_name_plural = _("registered workflows")
+        default_permissions: tuple[str, ...] = ()
+
+
 class HistoryEntry(models.Model):
     """One entry of an instance's execution history (``ExecutionEntry``), ordered by ``seq``."""
 

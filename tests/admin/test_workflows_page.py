@@ -96,3 +96,15 @@ def test_no_workflow_registered(viewer_client: Any, monkeypatch: Any) -> None:
     response = viewer_client.get(WORKFLOWS)
     assert response.status_code == 200
     assert "No workflow is registered." in response.content.decode()
+
+
+def test_admin_index_links_to_the_workflows_page(viewer_client: Any, stranger_client: Any) -> None:
+    index = viewer_client.get("/admin/")
+    entry = "/admin/hephaestus_django/registeredworkflow/"
+    assert entry in index.content.decode() and "Registered workflows" in index.content.decode()
+    follow = viewer_client.get(entry)
+    assert follow.status_code == 302 and follow["Location"] == WORKFLOWS
+    assert viewer_client.get(f"{entry}add/").status_code == 403
+    stranger = stranger_client.get("/admin/")
+    assert entry not in stranger.content.decode()
+    assert stranger_client.get(entry).status_code == 403
