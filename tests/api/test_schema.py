@@ -40,7 +40,7 @@ ROUTES = {
     "/workflows/": {"get"},
     "/workflows/{name}/": {"get"},
 }
-LIST_FILTERS = {"workflow", "status", "workflow_version", "current_step", "created_after", "created_before",
+LIST_FILTERS = {"workflow", "status", "workflow_version", "version", "current_step", "created_after", "created_before",
                 "updated_after", "updated_before", "search", "ordering", "cursor", "page_size"}
 
 
