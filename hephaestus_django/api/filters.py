@@ -33,13 +33,15 @@ MAX_INT = 2**31 - 1  # the largest value a PositiveIntegerField holds on every d
 
 
 class StorableDateTimeField(IsoDateTimeField):
-    """An ISO 8601 date-time that every database backend can compare (no year 1 shifted to year 0)."""
+    """An ISO 8601 date-time that every database backend can compare: given to the database in
+    UTC (PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows), and never shifted
+    out of range (year 1 at a positive offset)."""
 
     def to_python(self, value: Any) -> datetime | None:
         parsed = super().to_python(value)
         if parsed is not None and parsed.tzinfo is not None:
             try:
-                parsed.astimezone(UTC)
+                parsed = parsed.astimezone(UTC)
             except OverflowError:
                 raise forms.ValidationError(_("Date-time out of range."), code="invalid") from None
         return parsed

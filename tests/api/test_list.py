@@ -80,6 +80,15 @@ def test_filter_by_created_and_updated_ranges(api: APIClient) -> None:
     assert new.pk
 
 
+def test_date_filters_accept_any_iso_offset(api: APIClient) -> None:
+    """ISO 8601 allows offsets PostgreSQL refuses (beyond ±15:59): they are compared in UTC."""
+    make_rows(1, prefix="late", created_at=timezone.now())
+    response = api.get(url("instance-list") + "?created_before=0779-08-03T23%3A11%3A15.12-20%3A48")
+    assert response.status_code == 200 and ids(response) == []
+    response = api.get(url("instance-list") + "?created_after=2000-01-01T00%3A00%3A00%2B23%3A59")
+    assert response.status_code == 200 and ids(response) == ["order::late-0"]
+
+
 def test_search_on_id(api: APIClient, start: Any) -> None:
     start("ORD-2024.17")
     start("ORD-2025.01")
