@@ -36,6 +36,9 @@ def _setup(dsn: str) -> None:
             "ENGINE": "django.db.backends.postgresql", "NAME": c.get("dbname", "bench"),
             "USER": c.get("user", "bench"), "HOST": c.get("host", "127.0.0.1"), "PORT": c.get("port", "55432"),
             "CONN_MAX_AGE": None,  # one persistent connection per thread
+            # server-side parameters: psycopg prepares the repeated per-step statement, as it does
+            # for baseline_sql (Django's default binds parameters client-side)
+            "OPTIONS": {"server_side_binding": True},
         }},
         LOGGING_CONFIG=None,
     )

@@ -206,6 +206,27 @@ def export_trace(name: str, measurements: dict[str, Any], metadata: dict[str, An
 
 
 # ---- installation -----------------------------------------------------------------------------------------
+# What each listener wants, checked before the engine builds an event's metadata: a signal
+# nobody receives, a log level that is off, or a trace without a tracer costs nothing per step.
+def _signal_wanted(name: str) -> bool:
+    signal = SIGNALS.get(name)
+    return bool(signal is not None and signal.receivers)
+
+
+def _log_wanted(name: str) -> bool:
+    return logger.isEnabledFor(_LEVELS.get(name, logging.DEBUG))
+
+
+def _trace_wanted(name: str) -> bool:
+    return name in ("workflow_stopped", "workflow_exception") and _tracer() is not None
+
+
+_LEVELS = {"workflow_started": logging.INFO, "workflow_stopped": logging.INFO,
+           "workflow_exception": logging.ERROR, "step_exception": logging.ERROR}
+send_signal.wants = _signal_wanted  # type: ignore[attr-defined]
+log_event.wants = _log_wanted  # type: ignore[attr-defined]
+trace_listener.wants = _trace_wanted  # type: ignore[attr-defined]
+
 LISTENERS = (send_signal, log_event, trace_listener)
 
 

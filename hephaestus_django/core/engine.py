@@ -65,7 +65,7 @@ def _base_metadata(instance: Instance) -> dict[str, Any]:
 
 
 def _emit(name: str, instance: Instance, measurements: dict[str, Any], **metadata: Any) -> None:
-    if telemetry.has_listeners():
+    if telemetry.wanted(name):
         telemetry.emit(name, instance.workflow, measurements, {**_base_metadata(instance), **metadata})
 
 

@@ -39,6 +39,18 @@ def has_listeners() -> bool:
     return bool(_listeners)
 
 
+def wanted(name: str) -> bool:
+    """Whether any listener wants event ``name`` (so the engine builds its metadata at all).
+
+    A listener may carry a ``wants(name) -> bool`` attribute; one without it wants everything.
+    """
+    for listener in _listeners:
+        wants = getattr(listener, "wants", None)
+        if wants is None or wants(name):
+            return True
+    return False
+
+
 _buffer: contextvars.ContextVar[list[tuple[str, Any, dict[str, Any], dict[str, Any]]] | None] = \
     contextvars.ContextVar("hephaestus_telemetry_buffer", default=None)
 

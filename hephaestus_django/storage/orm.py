@@ -6,6 +6,7 @@ one ``UPDATE`` of it, and one ``INSERT`` of its new history entries.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
@@ -105,6 +106,10 @@ def _names(steps: Iterable[type[Step]]) -> list[str]:
     return sorted(s.registry_name() for s in steps)
 
 
+#: Set when the row is created and never changed by a state change.
+_CREATE_ONLY = ("telemetry_metadata", "telemetry_start_time", "started_at")
+
+
 def row_fields(instance: Instance) -> dict[str, Any]:
     """The columns that carry an instance's state."""
     scope = instance.workflow.unique.scope
@@ -154,33 +159,43 @@ def _update_with_history(instance: Instance, fields: dict[str, Any], rows: list[
     The history rows are inserted only if the UPDATE matched, in the same statement; returns
     how many rows were inserted (0 when the revision check failed).
     """
-    meta, hmeta = WorkflowInstance._meta, HistoryEntry._meta
-    qn = connection.ops.quote_name
-    params: list[Any] = []
-    sets = []
-    for name, value in fields.items():
-        field = meta.get_field(name)
-        sets.append(f"{qn(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    where = f"{qn(meta.pk.column)} = %s"
+    meta = WorkflowInstance._meta
+    columns = tuple(fields)
+    params: list[Any] = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
     params.append(instance.pk)
     if check_revision:
-        where += f" AND {qn(meta.get_field('revision').column)} = %s"
         params.append(instance.revision)
-    hfields = [hmeta.get_field(c) for c in _HISTORY_COLUMNS]
-    casts = ", ".join(f"%s::{_SQL_TYPES[f.get_internal_type()]}" for f in hfields)
-    values = ", ".join(f"({casts})" for _ in rows)
+    hfields = _history_fields()
     for row in rows:
         params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in hfields)
-    columns = ", ".join(qn(f.column) for f in hfields)
-    # identifiers come from the models' metadata, values are parameters
-    sql = (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {', '.join(sets)} "  # noqa: S608
-           f"WHERE {where} RETURNING {qn(meta.pk.column)}) "
-           f"INSERT INTO {qn(hmeta.db_table)} ({qn(hmeta.get_field('instance').column)}, {columns}) "
-           f"SELECT u.{qn(meta.pk.column)}, v.* FROM u CROSS JOIN (VALUES {values}) AS v")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_update_with_history_sql(columns, check_revision, len(rows)), params)
         return int(cursor.rowcount)
+
+
+@functools.cache
+def _history_fields() -> list[Any]:
+    return [HistoryEntry._meta.get_field(c) for c in _HISTORY_COLUMNS]
+
+
+@functools.lru_cache(maxsize=64)
+def _update_with_history_sql(columns: tuple[str, ...], check_revision: bool, entries: int) -> str:
+    """The statement's text, built once per shape (identifiers from the models' metadata; every
+    value is a parameter)."""
+    meta, hmeta = WorkflowInstance._meta, HistoryEntry._meta
+    qn = connection.ops.quote_name
+    sets = ", ".join(f"{qn(meta.get_field(name).column)} = %s" for name in columns)
+    where = f"{qn(meta.pk.column)} = %s"
+    if check_revision:
+        where += f" AND {qn(meta.get_field('revision').column)} = %s"
+    hfields = _history_fields()
+    casts = ", ".join(f"%s::{_SQL_TYPES[f.get_internal_type()]}" for f in hfields)
+    values = ", ".join(f"({casts})" for _ in range(entries))
+    history_columns = ", ".join(qn(f.column) for f in hfields)
+    return (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
+            f"WHERE {where} RETURNING {qn(meta.pk.column)}) "
+            f"INSERT INTO {qn(hmeta.db_table)} ({qn(hmeta.get_field('instance').column)}, {history_columns}) "
+            f"SELECT u.{qn(meta.pk.column)}, v.* FROM u CROSS JOIN (VALUES {values}) AS v")
 
 
 class DjangoStorage:
@@ -264,6 +279,8 @@ class DjangoStorage:
         ``check_revision`` nothing is written unless the stored revision is still the instance's."""
         now = clock.now()
         fields = row_fields(instance)
+        for name in _CREATE_ONLY:
+            del fields[name]
         rows = _history_rows(instance)
         fields.update(updated_at=now, revision=instance.revision + 1,
                       history_length=instance.history_length + len(rows))
