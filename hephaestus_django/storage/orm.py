@@ -134,16 +134,18 @@ def row_fields(instance: Instance) -> dict[str, Any]:
     }
 
 
+def _history_values(instance: Instance) -> list[dict[str, Any]]:
+    """Column values of the history entries not stored yet."""
+    return [
+        {"seq": instance.history_length + offset + 1, "kind": str(entry.kind), "step": entry.step_name or "",
+         "event": entry.event or "", "timestamp": entry.timestamp, "context_updates": entry.context_updates,
+         "attempt": entry.attempt, "error": entry.error or "", "duration": entry.duration, "delay": entry.delay}
+        for offset, entry in enumerate(instance.new_entries)
+    ]
+
+
 def _history_rows(instance: Instance) -> list[HistoryEntry]:
-    rows = []
-    for offset, entry in enumerate(instance.new_entries):
-        rows.append(HistoryEntry(
-            instance_id=instance.pk, seq=instance.history_length + offset + 1, kind=str(entry.kind),
-            step=entry.step_name or "", event=entry.event or "", timestamp=entry.timestamp,
-            context_updates=entry.context_updates, attempt=entry.attempt, error=entry.error or "",
-            duration=entry.duration, delay=entry.delay,
-        ))
-    return rows
+    return [HistoryEntry(instance_id=instance.pk, **values) for values in _history_values(instance)]
 
 
 _HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
@@ -152,25 +154,46 @@ _SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextFi
               "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision"}
 
 
-def _update_with_history(instance: Instance, fields: dict[str, Any], rows: list[HistoryEntry],
+def _update_with_history(instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
                          check_revision: bool) -> int:
     """PostgreSQL: ``WITH u AS (UPDATE ... RETURNING id) INSERT INTO history SELECT ... FROM u``.
 
     The history rows are inserted only if the UPDATE matched, in the same statement; returns
     how many rows were inserted (0 when the revision check failed).
     """
-    meta = WorkflowInstance._meta
     columns = tuple(fields)
-    params: list[Any] = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    adapt = _pg_adapters()
+    params: list[Any] = [adapt[name](value) for name, value in fields.items()]
     params.append(instance.pk)
     if check_revision:
         params.append(instance.revision)
-    hfields = _history_fields()
-    for row in rows:
-        params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in hfields)
+    for values in entries:
+        params.extend(adapt[f"history.{c}"](values[c]) for c in _HISTORY_COLUMNS)
     with connection.cursor() as cursor:
-        cursor.execute(_update_with_history_sql(columns, check_revision, len(rows)), params)
+        cursor.execute(_update_with_history_sql(columns, check_revision, len(entries)), params)
         return int(cursor.rowcount)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def _pg_adapters() -> dict[str, Any]:
+    """Per column, what turns a value into a psycopg parameter: JSON columns go through the
+    field's encoder (as ``Field.get_db_prep_save`` would); everything else psycopg adapts itself."""
+    adapters: dict[str, Any] = {}
+    for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta)):
+        for field in meta.concrete_fields:
+            if field.get_internal_type() == "JSONField":
+                adapters[prefix + field.name] = functools.partial(_adapt_json, encoder=field.encoder)
+            else:
+                adapters[prefix + field.name] = _same
+    return adapters
+
+
+def _adapt_json(value: Any, encoder: Any) -> Any:
+    return None if value is None else connection.ops.adapt_json_value(value, encoder)
 
 
 @functools.cache
@@ -281,19 +304,19 @@ class DjangoStorage:
         fields = row_fields(instance)
         for name in _CREATE_ONLY:
             del fields[name]
-        rows = _history_rows(instance)
+        entries = _history_values(instance)
         fields.update(updated_at=now, revision=instance.revision + 1,
-                      history_length=instance.history_length + len(rows))
+                      history_length=instance.history_length + len(entries))
         try:  # only a retried instance can collide: another run of its id started meanwhile
-            if rows and connection.vendor == "postgresql":
-                updated = _update_with_history(instance, fields, rows, check_revision)
+            if entries and connection.vendor == "postgresql":
+                updated = _update_with_history(instance, fields, entries, check_revision)
             else:
                 target = WorkflowInstance.objects.filter(pk=instance.pk)
                 if check_revision:
                     target = target.filter(revision=instance.revision)
                 updated = target.update(**fields)
-                if updated and rows:
-                    HistoryEntry.objects.bulk_create(rows)
+                if updated and entries:
+                    HistoryEntry.objects.bulk_create([HistoryEntry(instance_id=instance.pk, **v) for v in entries])
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
                 from None
