@@ -236,11 +236,9 @@ class DjangoStorage:
     def create(self, instance: Instance, scope: str) -> None:
         now = clock.now()
         fields = row_fields(instance)
-        # Called inside the service's transaction: the advisory lock lasts until it commits.
-        if connection.vendor == "postgresql":
-            # Serialise starts of one id, so the global scope's cross-workflow check cannot race.
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [instance.id])
+        # Two global starts of one id collide on the unique slot ("g|<id>"). A global start racing
+        # a start in another scope needs no lock: each checks only its own rule (SPEC §2.1), so
+        # whichever commits second was, in serial order, started after the first and allowed.
         if scope == "global":
             clash = WorkflowInstance.objects.active().filter(instance_id=instance.id).first()
             if clash is not None:
