@@ -113,12 +113,15 @@ class MemoryStorage:
             self.save(instance)
             return True
 
-    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
+    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
+        added = []
         with self._lock:
             for effect, due in timers:
                 pk = next(self._ids)
                 self._timers[pk] = Timer(pk, instance.pk, effect.step.registry_name(), effect.purpose, due,
                                          effect.attempt)
+                added.append(self._timers[pk])
+        return added
 
     def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
         due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: (t.due, t.pk))

@@ -52,7 +52,8 @@ class Storage(Protocol):
     def save_if_unchanged(self, instance: Instance) -> bool:
         """Like :meth:`save`, but only if the stored revision is still ``instance.revision``."""
 
-    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None: ...
+    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
+        """Store durable timers; returns them as stored."""
 
     def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]: ...
 

@@ -121,12 +121,13 @@ class Service:
         return self.storage.load(id, self._workflow_name(workflow), for_update=True, history=False)
 
     # ---- driving steps -------------------------------------------------------------------------------
-    def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> None:
-        """Write the timers among ``effects`` (inside the caller's transaction)."""
+    def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> builtins.list[Timer]:
+        """Write the timers among ``effects`` (inside the caller's transaction); returns them."""
         now = clock.now()
         timers = [(e, now + timedelta(seconds=e.delay)) for e in effects if isinstance(e, ScheduleTimer)]
-        if timers:
-            self.storage.add_timers(instance, timers)
+        if not timers:
+            return []
+        return self.storage.add_timers(instance, timers)
 
     def run(self, instance: Instance, effects: builtins.list[Effect]) -> int:
         """Carry out ``ExecuteStep`` effects here, one after another, until none is left;

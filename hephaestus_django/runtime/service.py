@@ -21,7 +21,7 @@ from django.db import transaction
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
-from hephaestus_django.core.engine import Effect, ExecuteStep, ScheduleTimer
+from hephaestus_django.core.engine import Effect, ExecuteStep
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
@@ -95,21 +95,18 @@ class DjangoService(Service):
 
         transaction.on_commit(enqueue)  # never before the state that makes the step runnable commits
 
-    def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> None:
-        effects = list(effects)
-        super()._schedule(instance, effects)
-        if _inline.get() or self.is_immediate or not getattr(self.backend, "supports_defer", False):
-            return
-        if not any(isinstance(e, ScheduleTimer) for e in effects):
-            return
-        pks = list(TimerRow.objects.filter(instance_id=instance.pk).values_list("pk", "due_at"))
+    def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> list[Timer]:
+        timers = super()._schedule(instance, effects)
+        if not timers or _inline.get() or self.is_immediate or not getattr(self.backend, "supports_defer", False):
+            return timers
         task = fire_timer.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
 
-        def enqueue() -> None:
-            for pk, due in pks:
-                task.using(run_after=due).enqueue(pk)
+        def enqueue() -> None:  # deferred fires of the timers just written (the worker fires them too)
+            for timer in timers:
+                task.using(run_after=timer.due).enqueue(timer.pk)
 
         transaction.on_commit(enqueue)
+        return timers
 
     # ---- what tasks run --------------------------------------------------------------------------------
     def advance_inline(self, instance_pk: Any, steps: list[list[Any]]) -> int:

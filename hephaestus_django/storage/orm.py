@@ -325,12 +325,13 @@ class DjangoStorage:
         instance.mark_persisted()
         return True
 
-    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> None:
-        TimerRow.objects.bulk_create([
+    def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
+        rows = TimerRow.objects.bulk_create([
             TimerRow(instance_id=instance.pk, step=effect.step.registry_name(), purpose=effect.purpose,
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
+        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in rows]
 
     def delete_timers(self, instance: Instance) -> None:
         TimerRow.objects.filter(instance_id=instance.pk).delete()
