@@ -1,15 +1,15 @@
-"""The contracts a storage and a dispatcher implement (in memory here; the ORM and Django
-Tasks in the outer layers)."""
+"""The contract a storage implements (in memory here, the ORM in the storage layer). How steps
+are dispatched is a :class:`~hephaestus_django.core.service.Service` subclass's ``run``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from hephaestus_django.core.engine import Effect, ScheduleTimer
+from hephaestus_django.core.engine import ScheduleTimer
 from hephaestus_django.core.instance import Instance
 
 
@@ -61,11 +61,3 @@ class Storage(Protocol):
         """Delete the timer; ``False`` when somebody else already took it."""
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]: ...
-
-
-class Dispatcher(Protocol):
-    """Carries out ``ExecuteStep`` effects: here and now, or through a task queue."""
-
-    name: ClassVar[str]
-
-    def dispatch(self, instance: Instance, effects: list[Effect]) -> Iterator[None] | None: ...
