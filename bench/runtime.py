@@ -36,7 +36,7 @@ def child(args: argparse.Namespace) -> None:
     from django.test.utils import CaptureQueriesContext
 
     from bench.workflows import SHAPES
-    from hephaestus_django.runtime.service import get_service
+    from hephaestus_django.runtime.dispatch import get_runner
     from hephaestus_django.storage.models import WorkflowInstance
 
     call_command("migrate", verbosity=0)
@@ -52,7 +52,7 @@ def child(args: argparse.Namespace) -> None:
         with CaptureQueriesContext(connection) as queries:
             workflow.start("probe", {"i": 0})
             if args.backend == "db":
-                get_service().run_pending_steps()  # what the workers would do, here
+                get_runner().run_pending_steps()  # what the workers would do, here
         ours = [q["sql"] for q in queries.captured_queries
                 if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))
                 and "django_tasks_db" not in q["sql"]]

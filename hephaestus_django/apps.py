@@ -13,10 +13,11 @@ class HephaestusConfig(AppConfig):
     def ready(self) -> None:
         from hephaestus_django import (
             checks,  # noqa: F401 - registers the system checks
+            observability,
             services,
-            telemetry,  # noqa: F401 - installs the telemetry listeners
         )
         from hephaestus_django.discovery import autodiscover
 
+        observability.install()  # signals, logging and OpenTelemetry listen to the engine's events
         services.install()
         autodiscover()

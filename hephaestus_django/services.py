@@ -11,44 +11,44 @@ from typing import Any
 
 from hephaestus_django.core import facade
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.runtime.service import get_service
+from hephaestus_django.runtime.dispatch import get_runner
 
 __all__ = ["cancel", "get_instance", "install", "list_instances", "resume", "retry", "start_instance"]
 
 
 def install() -> None:
     """Make the workflow facade (``OrderFlow.start(...)``) use the database."""
-    facade.set_backend(get_service())
+    facade.set_backend(get_runner())
 
 
 def start_instance(workflow: Any, context: dict[str, Any], *, id: str, version: int | None = None,
                    telemetry_metadata: dict[str, Any] | None = None) -> Instance:
     """Start ``workflow`` (class or registry name) with the full instance ``id``."""
-    return get_service().start_instance(workflow, context, id=id, version=version,
+    return get_runner().start_instance(workflow, context, id=id, version=version,
                                         telemetry_metadata=telemetry_metadata)
 
 
 def resume(id: str, event: str, *, step: Any = None, workflow: Any = None) -> Instance:
     """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``."""
-    return get_service().resume(id, event, step=step, workflow=workflow)
+    return get_runner().resume(id, event, step=step, workflow=workflow)
 
 
 def cancel(id: str, *, workflow: Any = None) -> Instance:
     """Cancel the newest instance ``id`` (of ``workflow``, if given)."""
-    return get_service().cancel(id, workflow=workflow)
+    return get_runner().cancel(id, workflow=workflow)
 
 
 def retry(id: str, *, workflow: Any = None) -> Instance:
     """Re-run the failed step of the failed instance ``id`` (of ``workflow``, if given)."""
-    return get_service().retry(id, workflow=workflow)
+    return get_runner().retry(id, workflow=workflow)
 
 
 def get_instance(id: str) -> Instance:
     """The newest instance with ``id`` (across workflows), with its history."""
-    return get_service().get(id)
+    return get_runner().get(id)
 
 
 def list_instances(**filters: Any) -> list[Instance]:
     """Instances, newest first; filters: ``workflow``, ``status``, ``status__in``, ``workflow_version``."""
     workflow = filters.pop("workflow", None)
-    return get_service().list(workflow, **filters)
+    return get_runner().list(workflow, **filters)

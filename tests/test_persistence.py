@@ -314,16 +314,16 @@ def test_sql_per_step_transition():
     PersistFlow.start("Q-1", {})
     row = WorkflowInstance.objects.get(instance_id="persist::Q-1")
     instance = storage.load_pk(row.pk)
-    from hephaestus_django.runtime.service import get_service
+    from hephaestus_django.runtime.dispatch import get_runner
 
-    service = get_service()
+    service = get_runner()
     with CaptureQueriesContext(connection) as queries:
         h.resume("persist::Q-1", "received")
     statements = [q["sql"] for q in queries.captured_queries
                   if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
     # resume: lock + update + history; Done: lock + update + history; reads: load before run, final load
     assert len(statements) <= 9, statements
-    assert instance.status == Status.WAITING and service is get_service()
+    assert instance.status == Status.WAITING and service is get_runner()
 
 
 def test_active_statuses_hold_the_slot():

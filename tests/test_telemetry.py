@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from hephaestus_django import services, signals, telemetry
+from hephaestus_django import observability, services, signals
 from hephaestus_django.core import Done, Wait
-from hephaestus_django.runtime.service import DjangoService
+from hephaestus_django.runtime.dispatch import DjangoRunner
 from hephaestus_django.testing import frozen_clock
 from tests import workflows_commands as wc
 from tests.workflows_commands import (
@@ -117,7 +117,7 @@ def test_a_run_with_fan_out_wait_resume_retry_timer_and_failure(recorder: Record
             services.retry(instance_id)  # CmdSigCheck passes; Wait pauses for 5 s
             clock.advance(seconds=6)
             assert services.get_instance(instance_id).status == "waiting"
-            assert DjangoService().fire_due_timers() == 1  # Wait times out; Done completes the instance
+            assert DjangoRunner().fire_due_timers() == 1  # Wait times out; Done completes the instance
     finally:
         wc.FAIL_IDS.discard(instance_id)
         wc.FLAKY_ATTEMPTS.pop(instance_id, None)
@@ -137,7 +137,7 @@ def test_a_run_with_fan_out_wait_resume_retry_timer_and_failure(recorder: Record
         # one per step outcome applied: Start, Approval, Flaky x2, Check x2, Wait (Done completes at once
         # inside the state change that reaches it, and resumes are not step outcomes)
         "engine_advanced": 7,
-        "runner_initialized": 1,  # the DjangoService() above
+        "runner_initialized": 1,  # the DjangoRunner() above
     }
     for name, sender, measurements, metadata in events:
         documented_measurements, documented_metadata = DOCUMENTED[name]
@@ -206,7 +206,7 @@ def test_a_run_with_fan_out_wait_resume_retry_timer_and_failure(recorder: Record
 
     (sender, m, d), = recorder.named("runner_initialized")
     assert sender is None and set(m) == {"system_time"} and set(d) == DOCUMENTED["runner_initialized"][1]
-    assert d == {"name": "DjangoService", "runner": "django_tasks", "storage": "django_orm"}
+    assert d == {"name": "DjangoRunner", "runner": "django_tasks", "storage": "django_orm"}
 
 
 @pytest.mark.django_db
@@ -272,9 +272,9 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    previous = telemetry.set_tracer_provider(provider)
+    previous = observability.set_tracer_provider(provider)
     yield memory
-    telemetry.set_tracer_provider(previous)
+    observability.set_tracer_provider(previous)
     provider.shutdown()
 
 

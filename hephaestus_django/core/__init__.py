@@ -3,6 +3,7 @@
 Everything a workflow author needs is here (and re-exported by ``hephaestus_django``).
 """
 
+from hephaestus_django.core.base import Async, Error, Ok, Retry, Step
 from hephaestus_django.core.exceptions import (
     AlreadyRunning,
     HephaestusError,
@@ -18,7 +19,6 @@ from hephaestus_django.core.exceptions import (
 from hephaestus_django.core.graph import route
 from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
-from hephaestus_django.core.step import Async, Error, Ok, Retry, Step
 from hephaestus_django.core.steps import Debug, Done, Wait, WaitForEvent
 from hephaestus_django.core.workflow import Unique, VersionedWorkflow, Workflow
 

@@ -14,39 +14,16 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import traceback as tb
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from hephaestus_django.core import clock, telemetry
+from hephaestus_django.core.base import Async, Error, Ok, Step, StepOutcome
+from hephaestus_django.core.effects import RETRY, WAKE, Effect, ExecuteStep, ScheduleTimer
 from hephaestus_django.core.exceptions import InvalidEvent, NotCancellable, NotRetryable, NotWaiting
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
 from hephaestus_django.core.instance import ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
-from hephaestus_django.core.step import Async, Error, Ok, Step, StepOutcome
-
-
-@dataclass(frozen=True, slots=True)
-class ExecuteStep:
-    """Run ``step`` (attempt number ``attempt``) and apply its outcome."""
-
-    step: type[Step]
-    attempt: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleTimer:
-    """Fire ``purpose`` for ``step`` after ``delay`` seconds: ``wake`` (timeout event) or ``retry``."""
-
-    step: type[Step]
-    purpose: str
-    delay: float
-    attempt: int = 1
-
-
-Effect = ExecuteStep | ScheduleTimer
-WAKE = "wake"
-RETRY = "retry"
 
 
 def graph_of(instance: Instance) -> Graph:

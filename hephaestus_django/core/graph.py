@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hephaestus_django.core.step import Step
+from hephaestus_django.core.base import Step
 
 Target = tuple[type[Step], dict[str, Any] | None]
 

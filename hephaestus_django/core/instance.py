@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from hephaestus_django.core.status import EntryKind, Status
 
 if TYPE_CHECKING:
-    from hephaestus_django.core.step import Step
+    from hephaestus_django.core.base import Step
     from hephaestus_django.core.workflow import BaseWorkflow
 
 

@@ -1,12 +1,12 @@
 """In-memory storage and the synchronous runner over it: the whole engine, no database.
 
-Used by the core's tests and by the workflow facade before Django is set up::
+Used by the core's tests, and by code that runs workflows without Django::
 
     from hephaestus_django.core.memory import MemoryStorage
-    from hephaestus_django.core.service import Service
+    from hephaestus_django.core.runner import Runner
 
-    service = Service(MemoryStorage())
-    instance = service.start_instance(OrderFlow, {"order_id": 1}, id="orderid::1")
+    runner = Runner(MemoryStorage())
+    instance = runner.start_instance(OrderFlow, {"order_id": 1}, id="orderid::1")
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from hephaestus_django.core.engine import ScheduleTimer
+from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
 from hephaestus_django.core.ports import Timer
-from hephaestus_django.core.service import Service
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -148,14 +147,3 @@ class MemoryStorage:
                  and (statuses is None or i.status in statuses)
                  and (version is None or i.workflow_version == version)]
         return [self._copy(i) for i in sorted(found, key=lambda i: i.pk, reverse=True)]
-
-
-_default: Service | None = None
-
-
-def default_runner() -> Service:
-    """The process-wide in-memory service the facade uses until Django plugs in its own."""
-    global _default
-    if _default is None:
-        _default = Service(MemoryStorage())
-    return _default

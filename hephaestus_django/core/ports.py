@@ -1,5 +1,5 @@
 """The contract a storage implements (in memory here, the ORM in the storage layer). How steps
-are dispatched is a :class:`~hephaestus_django.core.service.Service` subclass's ``run``."""
+are dispatched is a :class:`~hephaestus_django.core.runner.Runner` subclass's ``run``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from hephaestus_django.core.engine import ScheduleTimer
+from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.instance import Instance
 
 

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from html import escape as _xml_escape
 from typing import Any
 
+from hephaestus_django.core.base import Step
 from hephaestus_django.core.graph import Edge, Graph
-from hephaestus_django.core.step import Step
 
 __all__ = ["MARKERS", "STATES", "ascii", "dot", "layers", "mermaid", "step_states", "svg"]
 

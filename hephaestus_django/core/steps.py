@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hephaestus_django.core.step import Async, Step, StepResult
+from hephaestus_django.core.base import Async, Step, StepResult
 
 if TYPE_CHECKING:
     from hephaestus_django.core.instance import Context, Instance

@@ -15,22 +15,22 @@ from hephaestus_django.compat import task
 def advance(instance_pk: int, steps: list[list[Any]]) -> int:
     """Run ``steps`` ([[step_name, attempt], ...]) of one instance and everything they lead to,
     in this process, iteratively. The immediate backend runs it inside ``enqueue()``."""
-    from hephaestus_django.runtime.service import get_service
+    from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_service().advance_inline(instance_pk, steps)
+    return get_runner().advance_inline(instance_pk, steps)
 
 
 @task()
 def run_step(instance_pk: int, step: str, attempt: int = 1) -> str:
     """Execute one step of one instance and apply its outcome (queue backends)."""
-    from hephaestus_django.runtime.service import get_service
+    from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_service().run_step_task(instance_pk, step, attempt)
+    return get_runner().run_step_task(instance_pk, step, attempt)
 
 
 @task()
 def fire_timer(timer_pk: int) -> bool:
     """Fire one durable timer if it is still there and due (deferred with ``run_after``)."""
-    from hephaestus_django.runtime.service import get_service
+    from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_service().fire_timer_pk(timer_pk)
+    return get_runner().fire_timer_pk(timer_pk)

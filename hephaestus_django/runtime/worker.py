@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from hephaestus_django.runtime.service import get_service
+from hephaestus_django.runtime.dispatch import get_runner
 
 logger = logging.getLogger("hephaestus")
 
@@ -23,7 +23,7 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 def run_pass() -> tuple[int, int]:
     """One pass of the worker: fire every due timer, then re-dispatch the steps of instances
     whose lease expired; returns (timers fired, steps recovered)."""
-    service = get_service()
+    service = get_runner()
     return service.fire_due_timers(), service.recover_expired()
 
 

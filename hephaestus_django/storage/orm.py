@@ -18,14 +18,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
-from hephaestus_django.core.engine import ScheduleTimer
+from hephaestus_django.core.base import Step
+from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.status import Status
-from hephaestus_django.core.step import Step
 from hephaestus_django.storage.models import ACTIVE, HistoryEntry, WorkflowInstance
 from hephaestus_django.storage.models import Timer as TimerRow
 

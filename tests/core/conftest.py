@@ -11,7 +11,7 @@ import pytest
 
 from hephaestus_django.core import clock, facade, registry
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core import helpers
 
 
@@ -35,8 +35,8 @@ def storage() -> MemoryStorage:
 
 
 @pytest.fixture
-def service(storage: MemoryStorage) -> Service:
-    return Service(storage)
+def service(storage: MemoryStorage) -> Runner:
+    return Runner(storage)
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def frozen() -> helpers.FrozenClock:
 
 
 @pytest.fixture
-def facade_service(service: Service) -> Iterator[Service]:
+def facade_service(service: Runner) -> Iterator[Runner]:
     """Route the workflow facade (``OrderFlow.start(...)``) to this test's service."""
     previous = facade.set_backend(service)
     yield service

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hephaestus_django.core import Done, Instance, Unique, Wait, WaitForEvent, Workflow, engine
-from hephaestus_django.core.engine import ExecuteStep, ScheduleTimer
-from hephaestus_django.core.step import StepOutcome
+from hephaestus_django.core.base import StepOutcome
+from hephaestus_django.core.effects import RETRY, WAKE, ExecuteStep, ScheduleTimer
 from tests.core.helpers import CALLS, history, make_step
 
 J = make_step("J", ("ok",))
@@ -55,17 +55,17 @@ def test_outcomes_produce_effects_and_apply_once() -> None:
     assert history(instance) == before
 
     wait_effects = engine.apply_outcome(instance, Wait, engine.execute_step(instance, Wait))
-    assert wait_effects == [ScheduleTimer(Wait, engine.WAKE, 5.0, 1)]
+    assert wait_effects == [ScheduleTimer(Wait, WAKE, 5.0, 1)]
     assert instance.status == "running"  # B still runs
     assert engine.apply_outcome(instance, B, StepOutcome(result="ok")) == []
     assert instance.status == "waiting"
     assert instance.pending_joins == {J}
-    assert engine.fire_timer(instance, Wait.registry_name(), engine.RETRY) is None  # wrong purpose
-    assert engine.fire_timer(instance, "no.such.Step", engine.WAKE) is None
-    effects = engine.fire_timer(instance, Wait.registry_name(), engine.WAKE)
+    assert engine.fire_timer(instance, Wait.registry_name(), RETRY) is None  # wrong purpose
+    assert engine.fire_timer(instance, "no.such.Step", WAKE) is None
+    effects = engine.fire_timer(instance, Wait.registry_name(), WAKE)
     assert effects == [ExecuteStep(J, 1)]
     assert instance.pending_joins == set()
-    assert engine.fire_timer(instance, Wait.registry_name(), engine.WAKE) is None  # moved on
+    assert engine.fire_timer(instance, Wait.registry_name(), WAKE) is None  # moved on
     # Done completes at once, in the same state change as the step that led to it
     assert engine.apply_outcome(instance, J, engine.execute_step(instance, J)) == []
     assert instance.status == "completed"

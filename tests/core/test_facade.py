@@ -16,11 +16,11 @@ from hephaestus_django.core import (
     WaitForEvent,
     Workflow,
 )
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import CALLS, OrderFlow, completed
 
 
-def test_order_flow_facade(facade_service: Service) -> None:
+def test_order_flow_facade(facade_service: Runner) -> None:
     assert OrderFlow.start("123", {"item_count": 2}) == "orderid::123"
     instance = OrderFlow.get("123")
     assert instance.id == "orderid::123"
@@ -36,7 +36,7 @@ def test_order_flow_facade(facade_service: Service) -> None:
     assert [i.id for i in OrderFlow.list(status__in=["completed"], workflow_version=1)] == ["orderid::123"]
 
 
-def test_facade_cancel_and_values(facade_service: Service) -> None:
+def test_facade_cancel_and_values(facade_service: Runner) -> None:
     value = uuid.uuid4()
     assert OrderFlow.start(value, {"item_count": 1}) == f"orderid::{value}"
     cancelled = OrderFlow.cancel(value)
@@ -48,7 +48,7 @@ def test_facade_cancel_and_values(facade_service: Service) -> None:
         OrderFlow.get("404")
 
 
-def test_facade_start_arguments(facade_service: Service) -> None:
+def test_facade_start_arguments(facade_service: Runner) -> None:
     class Waiting(Workflow):
         unique = Unique(key="w")
         start_step = WaitForEvent
@@ -63,7 +63,7 @@ def test_facade_start_arguments(facade_service: Service) -> None:
         Waiting.start("3", {}, version=2)
 
 
-def test_facade_lookups_are_per_workflow(facade_service: Service) -> None:
+def test_facade_lookups_are_per_workflow(facade_service: Runner) -> None:
     class First(Workflow):
         unique = Unique(key="same")
         start_step = WaitForEvent
@@ -82,7 +82,7 @@ def test_facade_lookups_are_per_workflow(facade_service: Service) -> None:
     assert [i.workflow for i in Second.list()] == [Second]
 
 
-def test_scope_none_has_no_keyed_facade(facade_service: Service) -> None:
+def test_scope_none_has_no_keyed_facade(facade_service: Runner) -> None:
     class Free(Workflow):
         unique = Unique(key="free", scope="none")
         start_step = WaitForEvent
@@ -102,7 +102,7 @@ def test_scope_none_has_no_keyed_facade(facade_service: Service) -> None:
     assert all(hasattr(OrderFlow, name) for name in ("start", "get", "resume", "cancel", "list"))
 
 
-def test_versioned_facade(facade_service: Service) -> None:
+def test_versioned_facade(facade_service: Runner) -> None:
     class V1(Workflow):
         version = 1
         unique = Unique(key="userid")

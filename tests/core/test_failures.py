@@ -10,7 +10,7 @@ import pytest
 
 from hephaestus_django.core import Done, Error, NotRetryable, Ok, Retry, Unique, Workflow, route
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import CALLS, T0, FrozenClock, completed, history, last_failed, make_step
 
 
@@ -44,7 +44,7 @@ def _raise(self: Any, instance: Any, config: Any, context: Any) -> Any:
     ids=["exception", "error", "undeclared-str", "undeclared-ok", "bad-type", "none", "bad-updates",
          "bad-meta"],
 )
-def test_failure_paths(service: Service, run: Any, expected: str) -> None:
+def test_failure_paths(service: Runner, run: Any, expected: str) -> None:
     Boom = make_step("Boom", run=run)
     instance = service.start_instance(_single(Boom), {}, id="f::1")
     assert instance.status == "failed"
@@ -59,7 +59,7 @@ def test_failure_paths(service: Service, run: Any, expected: str) -> None:
     assert instance.finished_at is not None
 
 
-def test_route_returning_an_undeclared_target_fails(service: Service) -> None:
+def test_route_returning_an_undeclared_target_fails(service: Runner) -> None:
     Triage = make_step("Triage", ("routed",))
     Fast = make_step("Fast")
     Slow = make_step("Slow")
@@ -83,7 +83,7 @@ def test_route_returning_an_undeclared_target_fails(service: Service) -> None:
     assert CALLS == ["Triage"]
 
 
-def test_route_raising_fails(service: Service) -> None:
+def test_route_raising_fails(service: Runner) -> None:
     Triage = make_step("Triage", ("routed",))
     Fast = make_step("Fast")
 
@@ -101,14 +101,14 @@ def test_route_raising_fails(service: Service) -> None:
     assert "route raised KeyError" in instance.error
 
 
-def test_step_timeout_is_a_failure(service: Service) -> None:
+def test_step_timeout_is_a_failure(service: Runner) -> None:
     Slow = make_step("Slow", run=lambda self, i, c, ctx: time.sleep(0.5) or "ok", timeout=0.05)
     instance = service.start_instance(_single(Slow), {}, id="f::1")
     assert instance.status == "failed"
     assert "exceeded its timeout" in instance.error
 
 
-def test_retry_with_backoff(service: Service, storage: MemoryStorage, frozen: FrozenClock) -> None:
+def test_retry_with_backoff(service: Runner, storage: MemoryStorage, frozen: FrozenClock) -> None:
     def flaky(self: Any, instance: Any, config: Any, context: Any) -> Any:
         if CALLS.count("Flaky") < 3:
             raise RuntimeError(f"attempt {CALLS.count('Flaky')}")
@@ -154,7 +154,7 @@ def test_retry_with_backoff(service: Service, storage: MemoryStorage, frozen: Fr
     assert instance.error is None
 
 
-def test_retry_exhausted_fails(service: Service, storage: MemoryStorage, frozen: FrozenClock) -> None:
+def test_retry_exhausted_fails(service: Runner, storage: MemoryStorage, frozen: FrozenClock) -> None:
     Broken = make_step("Broken", run=_raise, retry=Retry(max_attempts=3, backoff="linear", base=5.0,
                                                          max_backoff=7.0))
     service.start_instance(_single(Broken), {}, id="f::1")
@@ -175,7 +175,7 @@ def test_retry_exhausted_fails(service: Service, storage: MemoryStorage, frozen:
     assert instance.error == "RuntimeError: boom" == last_failed(instance).error
 
 
-def test_retry_with_zero_delay_runs_at_once(service: Service) -> None:
+def test_retry_with_zero_delay_runs_at_once(service: Runner) -> None:
     def flaky(self: Any, instance: Any, config: Any, context: Any) -> Any:
         return "ok" if CALLS.count("Flaky") > 1 else Error("transient")
 
@@ -187,7 +187,7 @@ def test_retry_with_zero_delay_runs_at_once(service: Service) -> None:
     assert instance.execution_history[0].delay == 0.0
 
 
-def test_undeclared_target_of_a_route_is_not_retried(service: Service, storage: MemoryStorage) -> None:
+def test_undeclared_target_of_a_route_is_not_retried(service: Runner, storage: MemoryStorage) -> None:
     Triage = make_step("Triage", ("routed",), retry=Retry(max_attempts=3))
     Fast = make_step("Fast")
 
@@ -205,7 +205,7 @@ def test_undeclared_target_of_a_route_is_not_retried(service: Service, storage: 
     assert storage.timers() == []
 
 
-def test_retry_of_failed_instance_reruns_the_failed_step(service: Service) -> None:
+def test_retry_of_failed_instance_reruns_the_failed_step(service: Runner) -> None:
     def once_broken(self: Any, instance: Any, config: Any, context: Any) -> Any:
         if CALLS.count("Fragile") == 1:
             raise ValueError("first time")
@@ -233,7 +233,7 @@ def test_retry_of_failed_instance_reruns_the_failed_step(service: Service) -> No
     assert instance.context.steps == {"fragile": {"second": True}}
 
 
-def test_retry_of_a_failed_fan_out_reruns_failed_and_unfinished_branches(service: Service) -> None:
+def test_retry_of_a_failed_fan_out_reruns_failed_and_unfinished_branches(service: Runner) -> None:
     def once_broken(self: Any, instance: Any, config: Any, context: Any) -> Any:
         if CALLS.count("Fragile") == 1:
             raise ValueError("first time")
@@ -258,7 +258,7 @@ def test_retry_of_a_failed_fan_out_reruns_failed_and_unfinished_branches(service
     assert completed(instance)[-2:] == ["Join", "Done"]
 
 
-def test_retry_of_a_step_with_a_policy_restarts_its_attempts(service: Service, frozen: FrozenClock) -> None:
+def test_retry_of_a_step_with_a_policy_restarts_its_attempts(service: Runner, frozen: FrozenClock) -> None:
     def broken_until_fixed(self: Any, instance: Any, config: Any, context: Any) -> Any:
         return "ok" if CALLS.count("Policy") > 2 else Error("down")
 
@@ -274,7 +274,7 @@ def test_retry_of_a_step_with_a_policy_restarts_its_attempts(service: Service, f
 
 
 @pytest.mark.parametrize("state", ["completed", "waiting", "cancelled"])
-def test_not_retryable(service: Service, state: str) -> None:
+def test_not_retryable(service: Runner, state: str) -> None:
     from hephaestus_django.core import WaitForEvent
 
     class Retryless(Workflow):
@@ -297,7 +297,7 @@ def test_not_retryable(service: Service, state: str) -> None:
     assert after.active_steps == before.active_steps
 
 
-def test_exception_in_a_later_step_keeps_earlier_results(service: Service) -> None:
+def test_exception_in_a_later_step_keeps_earlier_results(service: Runner) -> None:
     Good = make_step("Good", run=lambda self, i, c, ctx: Ok("ok", {"kept": 1}, {"m": 1}))
     Bad = make_step("Bad", run=_raise)
 

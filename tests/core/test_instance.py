@@ -9,7 +9,7 @@ import pytest
 import hephaestus_django
 from hephaestus_django import core
 from hephaestus_django.core import Context, ExecutionEntry, Instance, Status
-from hephaestus_django.core.step import snake_case
+from hephaestus_django.core.base import snake_case
 from tests.core.helpers import T0, OrderFlow, ValidateOrder
 
 

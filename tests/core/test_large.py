@@ -10,7 +10,7 @@ import pytest
 
 from hephaestus_django.core import Done, Step, Unique, Workflow, WorkflowDefinitionError
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import unique_name
 
 N = 2000
@@ -50,7 +50,7 @@ def test_long_linear_chain(low_recursion_limit: None) -> None:
                     {"unique": Unique(key="chain"), "start_step": steps[0], "transitions": transitions})
     assert len(workflow.graph.nodes) == N + 1
 
-    instance = Service(MemoryStorage()).start_instance(workflow, {}, id="chain::1")
+    instance = Runner(MemoryStorage()).start_instance(workflow, {}, id="chain::1")
     assert instance.status == "completed"
     assert runs == [s.__name__ for s in steps]
     assert len(instance.execution_history) == N + 1
@@ -66,7 +66,7 @@ def test_wide_fan_out_fan_in(low_recursion_limit: None) -> None:
                     {"unique": Unique(key="wide"), "start_step": split, "transitions": transitions})
     assert len(workflow.graph.preds[join]) == N - 2
 
-    instance = Service(MemoryStorage()).start_instance(workflow, {}, id="wide::1")
+    instance = Runner(MemoryStorage()).start_instance(workflow, {}, id="wide::1")
     assert instance.status == "completed"
     assert len(runs) == N
     assert runs.count(join.__name__) == 1

@@ -20,7 +20,7 @@ from hephaestus_django.core import (
     telemetry,
 )
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import CALLS, FrozenClock, history, make_step
 
 
@@ -41,7 +41,7 @@ def _snapshot(instance: Any) -> tuple[Any, ...]:
             set(instance.completed_steps), dict(instance.step_configs), instance.error)
 
 
-def test_cancel_waiting_instance(service: Service, frozen: FrozenClock) -> None:
+def test_cancel_waiting_instance(service: Runner, frozen: FrozenClock) -> None:
     service.start_instance(_waiting_flow(), {}, id="w::1")
     instance = service.cancel("w::1")
     assert instance.status == "cancelled"
@@ -58,7 +58,7 @@ def test_cancel_waiting_instance(service: Service, frozen: FrozenClock) -> None:
         service.resume("w::1", "go")
 
 
-def test_cancel_during_retry_backoff_stops_the_retry(service: Service, frozen: FrozenClock) -> None:
+def test_cancel_during_retry_backoff_stops_the_retry(service: Runner, frozen: FrozenClock) -> None:
     Broken = make_step("Broken", run=lambda self, i, c, ctx: 1 / 0, retry=Retry(max_attempts=5, base=1.0))
 
     class Backoff(Workflow):
@@ -75,7 +75,7 @@ def test_cancel_during_retry_backoff_stops_the_retry(service: Service, frozen: F
 
 
 @pytest.mark.parametrize("state", ["completed", "failed", "cancelled"])
-def test_not_cancellable(service: Service, state: str) -> None:
+def test_not_cancellable(service: Runner, state: str) -> None:
     Boom = make_step("Boom", ("ok",), run=lambda self, i, c, ctx: "ok" if ctx.initial["ok"] else 1 / 0)
 
     class Finishing(Workflow):
@@ -96,7 +96,7 @@ def test_not_cancellable(service: Service, state: str) -> None:
 
 
 @pytest.mark.parametrize("state", ["completed", "failed", "running"])
-def test_resume_without_waiting_step_is_not_waiting(service: Service, state: str) -> None:
+def test_resume_without_waiting_step_is_not_waiting(service: Runner, state: str) -> None:
     def run(self: Any, instance: Any, config: Any, context: Any) -> Any:
         if state == "completed":
             return "ok"
@@ -117,7 +117,7 @@ def test_resume_without_waiting_step_is_not_waiting(service: Service, state: str
     assert _snapshot(service.get("nw::1")) == _snapshot(before)
 
 
-def test_resume_with_undeclared_event_is_invalid_and_changes_nothing(service: Service) -> None:
+def test_resume_with_undeclared_event_is_invalid_and_changes_nothing(service: Runner) -> None:
     service.start_instance(_waiting_flow(), {}, id="w::1")
     before = service.get("w::1")
     for event in ("nope", "", None, "done"):
@@ -130,7 +130,7 @@ def test_resume_with_undeclared_event_is_invalid_and_changes_nothing(service: Se
     assert service.resume("w::1", "go").status == "completed"
 
 
-def test_invalid_event_names_the_event(service: Service) -> None:
+def test_invalid_event_names_the_event(service: Runner) -> None:
     class Sleepy(Workflow):
         unique = Unique(key="s")
         start_step = (Wait, {"duration": 5})
@@ -141,7 +141,7 @@ def test_invalid_event_names_the_event(service: Service) -> None:
         service.resume("s::1", "received")
 
 
-def test_unknown_id(service: Service) -> None:
+def test_unknown_id(service: Runner) -> None:
     from hephaestus_django.core import InstanceNotFound
 
     for call in (lambda: service.resume("x::1", "go"), lambda: service.cancel("x::1"),
@@ -151,7 +151,7 @@ def test_unknown_id(service: Service) -> None:
 
 
 @pytest.mark.parametrize("context", [{"when": object()}, {"s": {1, 2}}, {"f": float("nan")}, ["not", "dict"]])
-def test_non_json_context_is_rejected_and_nothing_is_written(service: Service, context: Any) -> None:
+def test_non_json_context_is_rejected_and_nothing_is_written(service: Runner, context: Any) -> None:
     with pytest.raises(InvalidContext) as excinfo:
         service.start_instance(_waiting_flow(), context, id="w::1")
     assert isinstance(excinfo.value, ValueError)
@@ -159,7 +159,7 @@ def test_non_json_context_is_rejected_and_nothing_is_written(service: Service, c
     assert service.list() == []
 
 
-def test_start_argument_errors(service: Service) -> None:
+def test_start_argument_errors(service: Runner) -> None:
     flow = _waiting_flow()
     with pytest.raises(ValueError, match="'id'"):
         service.start_instance(flow, {}, id="")
@@ -172,7 +172,7 @@ def test_start_argument_errors(service: Service) -> None:
     assert service.list() == []
 
 
-def test_start_by_registry_name(service: Service) -> None:
+def test_start_by_registry_name(service: Runner) -> None:
     flow = _waiting_flow()
     instance = service.start_instance(flow.name, {}, id="w::1", telemetry_metadata={"tenant": "acme"})
     assert instance.workflow is flow
@@ -180,7 +180,7 @@ def test_start_by_registry_name(service: Service) -> None:
     assert instance.started_at is not None and instance.telemetry_start_time is not None
 
 
-def test_caller_mutating_its_context_after_start_changes_nothing(service: Service) -> None:
+def test_caller_mutating_its_context_after_start_changes_nothing(service: Runner) -> None:
     context = {"order": {"items": [1, 2]}}
     service.start_instance(_waiting_flow(), context, id="w::1")
     context["order"]["items"].append(3)
@@ -188,7 +188,7 @@ def test_caller_mutating_its_context_after_start_changes_nothing(service: Servic
     assert service.get("w::1").context.initial == {"order": {"items": [1, 2]}}
 
 
-def test_telemetry_events_carry_instance_metadata(service: Service) -> None:
+def test_telemetry_events_carry_instance_metadata(service: Runner) -> None:
     events: list[tuple[str, Any, dict[str, Any], dict[str, Any]]] = []
 
     def listener(name: str, workflow: Any, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
@@ -231,14 +231,14 @@ def test_runner_initialized_telemetry() -> None:
 
     telemetry.add_listener(listener)
     try:
-        Service(MemoryStorage())
+        Runner(MemoryStorage())
     finally:
         telemetry.remove_listener(listener)
-    metadata = {"name": "Service", "runner": "memory", "storage": "memory"}
+    metadata = {"name": "Runner", "runner": "memory", "storage": "memory"}
     assert events == [("runner_initialized", None, metadata)]
 
 
-def test_cancel_with_a_pending_join(service: Service) -> None:
+def test_cancel_with_a_pending_join(service: Runner) -> None:
     from tests.core.helpers import Approval
 
     Split = make_step("Split", ("go",))
@@ -263,6 +263,6 @@ def test_cancel_with_a_pending_join(service: Service) -> None:
     assert "Join" not in CALLS
 
 
-def test_unknown_list_filter(service: Service) -> None:
+def test_unknown_list_filter(service: Runner) -> None:
     with pytest.raises(TypeError, match="bogus"):
         service.list(bogus=1)

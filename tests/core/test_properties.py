@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hephaestus_django.core import Done, Ok, Step, Unique, Workflow, registry, route
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 
 _ids = itertools.count(1)
 MAX_STEPS = 40
@@ -151,7 +151,7 @@ def test_random_valid_dags_run_to_completion(data: st.DataObject) -> None:
     namespace = {"unique": Unique(key="gen"), "start_step": start, "transitions": b.transitions, **b.routes}
     workflow = type(f"GenFlow{next(_ids)}", (Workflow,), namespace)
     try:
-        service = Service(MemoryStorage())
+        service = Runner(MemoryStorage())
         instance = service.start_instance(workflow, {"choices": b.choices}, id="gen::1")
 
         assert instance.status == "completed", (instance.status, instance.error)

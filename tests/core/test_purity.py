@@ -50,6 +50,10 @@ BODIES = {
     ),
     "a run through the facade": (
         "from hephaestus_django import Done, Ok, Step, Unique, Workflow\n"
+        "from hephaestus_django.core import facade\n"
+        "from hephaestus_django.core.memory import MemoryStorage\n"
+        "from hephaestus_django.core.runner import Runner\n"
+        "facade.set_backend(Runner(MemoryStorage()))  # injected: the core imports no runner itself\n"
         "class Hello(Step):\n"
         "    events = ('ok',)\n"
         "    def execute(self, instance, config, context):\n"
@@ -75,3 +79,16 @@ def test_import_does_not_import_django(what: str) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"attempted": [], "loaded": []}
+
+
+def test_the_facade_without_a_runner_says_what_to_do() -> None:
+    """Outside Django nobody installs a runner: the facade says so instead of storing nowhere."""
+    from hephaestus_django.core import facade
+    from hephaestus_django.core.facade import NoRunnerInstalled
+
+    previous = facade.set_backend(None)
+    try:
+        with pytest.raises(NoRunnerInstalled, match="INSTALLED_APPS"):
+            facade.backend()
+    finally:
+        facade.set_backend(previous)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hephaestus_django.core import Debug, Done, Ok, Unique, Workflow, route
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import (
     CALLS,
     T0,
@@ -28,7 +28,7 @@ from tests.core.helpers import (
 )
 
 
-def test_linear(service: Service) -> None:
+def test_linear(service: Runner) -> None:
     A = make_step("A")
     B = make_step("B", ("next",))
     C = make_step("C", ("fin",))
@@ -53,7 +53,7 @@ def test_linear(service: Service) -> None:
     (3, ["ValidateOrder", "ProcessPayment", "Notify", "Ship", "Pack"]),
     (0, ["ValidateOrder", "RejectOrder"]),
 ])
-def test_branching(service: Service, items: int, path: list[str]) -> None:
+def test_branching(service: Runner, items: int, path: list[str]) -> None:
     class Orders(Workflow):  # OrderFlow without the one-day Wait
         unique = Unique(key="order")
         start_step = ValidateOrder
@@ -74,7 +74,7 @@ def test_branching(service: Service, items: int, path: list[str]) -> None:
     assert instance.context.steps.get("validate_order") == ({"item_count": items} if items else None)
 
 
-def test_dynamic_route(service: Service) -> None:
+def test_dynamic_route(service: Runner) -> None:
     Triage = make_step("Triage", ("routed",))
     FastTrack = make_step("FastTrack", ("done",))
     Standard = make_step("Standard", ("done",))
@@ -100,7 +100,7 @@ def test_dynamic_route(service: Service) -> None:
     assert {("Triage", "routed", "FastTrack"), ("Triage", "routed", "Standard")} <= edges
 
 
-def test_dynamic_route_with_config(service: Service) -> None:
+def test_dynamic_route_with_config(service: Runner) -> None:
     Triage = make_step("Triage", ("routed",))
 
     class Show(Recorded):
@@ -124,7 +124,7 @@ def test_dynamic_route_with_config(service: Service) -> None:
     assert returned.context.steps["show"] == {"config": {"lane": "returned"}}
 
 
-def test_fan_out_fan_in_join_runs_once(service: Service) -> None:
+def test_fan_out_fan_in_join_runs_once(service: Runner) -> None:
     Split = make_step("Split", ("go",))
     B1 = make_step("B1")
     B2 = make_step("B2")
@@ -147,7 +147,7 @@ def test_fan_out_fan_in_join_runs_once(service: Service) -> None:
     assert instance.pending_joins == set()
 
 
-def test_order_flow_fan_in_waits_for_both_branches(service: Service) -> None:
+def test_order_flow_fan_in_waits_for_both_branches(service: Runner) -> None:
     instance = service.start_instance(OrderFlow, {"item_count": 2}, id="orderid::9")
     assert instance.status == "waiting"
     assert CALLS == ["ValidateOrder", "ProcessPayment", "Notify", "Ship", "Pack"]
@@ -155,7 +155,7 @@ def test_order_flow_fan_in_waits_for_both_branches(service: Service) -> None:
 
 
 @pytest.mark.parametrize("valid", [True, False])
-def test_step_after_exclusive_branches_runs_once(service: Service, valid: bool) -> None:
+def test_step_after_exclusive_branches_runs_once(service: Runner, valid: bool) -> None:
     Check = make_step("Check", ("valid", "invalid"),
                       run=lambda self, i, c, ctx: "valid" if ctx.initial["valid"] else "invalid")
     Accept = make_step("Accept")
@@ -176,7 +176,7 @@ def test_step_after_exclusive_branches_runs_once(service: Service, valid: bool) 
 
 
 @pytest.mark.parametrize("choice", ["x", "y"])
-def test_join_below_fan_out_whose_branches_branch(service: Service, choice: str) -> None:
+def test_join_below_fan_out_whose_branches_branch(service: Runner, choice: str) -> None:
     Split = make_step("Split", ("go",))
     Decide = make_step("Decide", ("x", "y"), run=lambda self, i, c, ctx: ctx.initial["choice"])
     X = make_step("X")
@@ -208,7 +208,7 @@ def test_join_below_fan_out_whose_branches_branch(service: Service, choice: str)
     assert CALLS.index("Join") > max(CALLS.index(taken), CALLS.index("Z"))
 
 
-def test_join_waits_for_a_waiting_branch(service: Service) -> None:
+def test_join_waits_for_a_waiting_branch(service: Runner) -> None:
     from tests.core.helpers import Approval
 
     Split = make_step("Split", ("go",))
@@ -230,7 +230,7 @@ def test_join_waits_for_a_waiting_branch(service: Service) -> None:
     assert CALLS == ["Split", "Fast", "Join"]
 
 
-def test_config_from_start_step_and_targets(service: Service) -> None:
+def test_config_from_start_step_and_targets(service: Runner) -> None:
     class Show(Recorded):
         events = ("ok",)
 
@@ -258,7 +258,7 @@ def test_config_from_start_step_and_targets(service: Service) -> None:
     assert instance.step_configs == {}
 
 
-def test_config_of_waiting_step_kept_then_dropped(service: Service) -> None:
+def test_config_of_waiting_step_kept_then_dropped(service: Runner) -> None:
     from hephaestus_django.core import WaitForEvent
 
     class WithWait(Workflow):
@@ -274,7 +274,7 @@ def test_config_of_waiting_step_kept_then_dropped(service: Service) -> None:
     assert instance.step_configs == {}
 
 
-def test_config_of_a_join_target(service: Service) -> None:
+def test_config_of_a_join_target(service: Runner) -> None:
     class Show(Recorded):
         events = ("ok",)
 
@@ -296,7 +296,7 @@ def test_config_of_a_join_target(service: Service) -> None:
     assert CALLS.count("Show") == 1
 
 
-def test_context_namespacing(service: Service) -> None:
+def test_context_namespacing(service: Runner) -> None:
     class ValidateOrder(Recorded):
         events = ("ok",)
 
@@ -326,7 +326,7 @@ def test_context_namespacing(service: Service) -> None:
     assert initial == {"valid": "initial"}
 
 
-def test_metadata_merged(service: Service) -> None:
+def test_metadata_merged(service: Runner) -> None:
     A = make_step("A", run=lambda self, i, c, ctx: Ok("ok", None, {"a": 1, "b": 1}))
     B = make_step("B", run=lambda self, i, c, ctx: Ok("ok", {"x": 1}, {"b": 2, "c": 3}))
     C = make_step("C", run=lambda self, i, c, ctx: Ok("ok", None, {}))
@@ -341,7 +341,7 @@ def test_metadata_merged(service: Service) -> None:
     assert instance.context.steps == {"b": {"x": 1}}
 
 
-def test_history_contents_and_order(service: Service) -> None:
+def test_history_contents_and_order(service: Runner) -> None:
     ticking = TickingClock(T0)
     from hephaestus_django.core import clock
 
@@ -373,7 +373,7 @@ def test_history_contents_and_order(service: Service) -> None:
     assert stamps == sorted(stamps)
 
 
-def test_debug_step_logs(service: Service, caplog: pytest.LogCaptureFixture) -> None:
+def test_debug_step_logs(service: Runner, caplog: pytest.LogCaptureFixture) -> None:
     class Debugged(Workflow):
         unique = Unique(key="dbg")
         start_step = Debug
@@ -386,7 +386,7 @@ def test_debug_step_logs(service: Service, caplog: pytest.LogCaptureFixture) -> 
     assert any("secret_sauce" in r.getMessage() and "dbg::1" in r.getMessage() for r in caplog.records)
 
 
-def test_list_and_get(service: Service) -> None:
+def test_list_and_get(service: Runner) -> None:
     A = make_step("A")
 
     class Listed(Workflow):
@@ -410,7 +410,7 @@ def test_list_and_get(service: Service) -> None:
         service.get("l::1", workflow=OrderFlow)
 
 
-def test_fan_out_to_a_join_that_another_branch_also_reaches(service: Service) -> None:
+def test_fan_out_to_a_join_that_another_branch_also_reaches(service: Runner) -> None:
     Split = make_step("Split", ("go",))
     A = make_step("A")
     B = make_step("B")

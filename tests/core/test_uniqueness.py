@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hephaestus_django.core import AlreadyRunning, Done, Unique, VersionedWorkflow, WaitForEvent, Workflow
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import history
 
 
@@ -22,7 +22,7 @@ def _waiting(scope: str, wf_name: str = "") -> type[Workflow]:
     return Waiting
 
 
-def test_scope_workflow(service: Service) -> None:
+def test_scope_workflow(service: Runner) -> None:
     first, second = _waiting("workflow"), _waiting("workflow", "uniqueness.Other")
     assert service.start(first, "1", {}) == "order::1"
     with pytest.raises(AlreadyRunning):
@@ -33,7 +33,7 @@ def test_scope_workflow(service: Service) -> None:
     assert len(service.list(first)) == 2
 
 
-def test_scope_version(service: Service) -> None:
+def test_scope_version(service: Runner) -> None:
     def version(n: int) -> type[Workflow]:
         class Version(Workflow):
             name = f"scope_version_v{n}"
@@ -58,7 +58,7 @@ def test_scope_version(service: Service) -> None:
     assert sorted(i.workflow_version for i in service.list(Versioned)) == [1, 2]
 
 
-def test_scope_global(service: Service) -> None:
+def test_scope_global(service: Runner) -> None:
     plain = _waiting("workflow")
     glob = _waiting("global", "uniqueness.Global")
     other_glob = _waiting("global", "uniqueness.OtherGlobal")
@@ -75,7 +75,7 @@ def test_scope_global(service: Service) -> None:
     assert service.list(other_glob) == []
 
 
-def test_scope_none(service: Service) -> None:
+def test_scope_none(service: Runner) -> None:
     free = _waiting("none")
     first = service.start(free, "1", {})
     second = service.start(free, "1", {})
@@ -85,7 +85,7 @@ def test_scope_none(service: Service) -> None:
 
 
 @pytest.mark.parametrize("scope", ["workflow", "version", "global"])
-def test_finished_instance_does_not_block_and_is_kept(service: Service, scope: str) -> None:
+def test_finished_instance_does_not_block_and_is_kept(service: Runner, scope: str) -> None:
     flow = _waiting(scope)
     service.start(flow, "1", {})
     finished = service.resume("order::1", "received")
@@ -107,7 +107,7 @@ def test_finished_instance_does_not_block_and_is_kept(service: Service, scope: s
     assert [i.status for i in service.list(flow)] == ["waiting", "cancelled", "completed"]
 
 
-def test_id_only_lookups_take_the_newest_across_workflows(service: Service) -> None:
+def test_id_only_lookups_take_the_newest_across_workflows(service: Runner) -> None:
     first, second = _waiting("workflow"), _waiting("workflow", "uniqueness.Second")
     service.start(first, "1", {})
     service.start(second, "1", {})

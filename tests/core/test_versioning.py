@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hephaestus_django.core import Done, Unique, VersionedWorkflow, WaitForEvent, Workflow
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import CALLS, completed, make_step
 
 UNIQUE = Unique(key="userid")
@@ -41,7 +41,7 @@ def _create_user() -> tuple[type[VersionedWorkflow], type[Workflow], type[Workfl
     return CreateUser, CreateUserV1, CreateUserV2
 
 
-def test_current_version_by_default(service: Service) -> None:
+def test_current_version_by_default(service: Runner) -> None:
     CreateUser, _, _ = _create_user()
     instance = service.start_instance(CreateUser, {}, id="userid::1")
     assert instance.workflow is CreateUser
@@ -49,7 +49,7 @@ def test_current_version_by_default(service: Service) -> None:
     assert instance.status == "waiting"
 
 
-def test_explicit_version(service: Service) -> None:
+def test_explicit_version(service: Runner) -> None:
     CreateUser, _, _ = _create_user()
     instance = service.start_instance(CreateUser, {}, id="userid::1", version=1)
     assert instance.workflow_version == 1
@@ -57,13 +57,13 @@ def test_explicit_version(service: Service) -> None:
     assert completed(instance) == ["StepV1", "Done"]
 
 
-def test_explicit_version_wins_over_version_for(service: Service) -> None:
+def test_explicit_version_wins_over_version_for(service: Runner) -> None:
     CreateUser, _, _ = _create_user()
     instance = service.start_instance(CreateUser, {"legacy": True}, id="userid::1", version=2)
     assert instance.workflow_version == 2
 
 
-def test_version_for(service: Service) -> None:
+def test_version_for(service: Runner) -> None:
     CreateUser, _, _ = _create_user()
     legacy = service.start_instance(CreateUser, {"legacy": True}, id="userid::1")
     assert legacy.workflow_version == 1
@@ -73,14 +73,14 @@ def test_version_for(service: Service) -> None:
 
 
 @pytest.mark.parametrize("version", [3, 0, -1, "2", True])
-def test_unknown_explicit_version(service: Service, version: Any) -> None:
+def test_unknown_explicit_version(service: Runner, version: Any) -> None:
     CreateUser, _, _ = _create_user()
     with pytest.raises(ValueError, match="version"):
         service.start_instance(CreateUser, {}, id="userid::1", version=version)
     assert service.list() == []
 
 
-def test_plain_workflow_versions(service: Service) -> None:
+def test_plain_workflow_versions(service: Runner) -> None:
     A = make_step("A")
 
     class Plain(Workflow):
@@ -95,7 +95,7 @@ def test_plain_workflow_versions(service: Service) -> None:
         service.start_instance(Plain, {}, id="p::3", version=1)
 
 
-def test_running_instance_keeps_its_version(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_running_instance_keeps_its_version(service: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
     CreateUser, _, _ = _create_user()
     service.start_instance(CreateUser, {}, id="userid::1")
     monkeypatch.setattr(CreateUser, "current", 1)
@@ -108,7 +108,7 @@ def test_running_instance_keeps_its_version(service: Service, monkeypatch: pytes
     assert CALLS == ["StepV1", "StepV2"]
 
 
-def test_list_by_version(service: Service) -> None:
+def test_list_by_version(service: Runner) -> None:
     CreateUser, _, _ = _create_user()
     service.start_instance(CreateUser, {}, id="userid::1", version=1)
     service.start_instance(CreateUser, {}, id="userid::2")

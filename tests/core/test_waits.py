@@ -8,11 +8,11 @@ import pytest
 
 from hephaestus_django.core import Done, InvalidEvent, NotWaiting, Unique, Wait, WaitForEvent, Workflow
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.service import Service
+from hephaestus_django.core.runner import Runner
 from tests.core.helpers import CALLS, T0, Approval, FrozenClock, completed, history, make_step, names
 
 
-def test_wait_pauses_then_timer_fires(service: Service, storage: MemoryStorage, frozen: FrozenClock) -> None:
+def test_wait_pauses_then_timer_fires(service: Runner, storage: MemoryStorage, frozen: FrozenClock) -> None:
     After = make_step("After")
 
     class Sleepy(Workflow):
@@ -47,7 +47,7 @@ def test_wait_pauses_then_timer_fires(service: Service, storage: MemoryStorage, 
     assert service.fire_due_timers() == 0
 
 
-def test_wait_can_be_resumed_early_and_the_timer_then_does_nothing(service: Service, storage: MemoryStorage,
+def test_wait_can_be_resumed_early_and_the_timer_then_does_nothing(service: Runner, storage: MemoryStorage,
                                                                   frozen: FrozenClock) -> None:
     class Sleepy(Workflow):
         unique = Unique(key="s")
@@ -65,7 +65,7 @@ def test_wait_can_be_resumed_early_and_the_timer_then_does_nothing(service: Serv
 
 
 @pytest.mark.parametrize("event", ["received", "payment_confirmed"])
-def test_wait_for_event_resumed(service: Service, event: str) -> None:
+def test_wait_for_event_resumed(service: Runner, event: str) -> None:
     Confirmed = make_step("Confirmed")
 
     class Pay(Workflow):
@@ -83,7 +83,7 @@ def test_wait_for_event_resumed(service: Service, event: str) -> None:
                                  ("completed", "Confirmed", "ok"), ("completed", "Done", "done")]
 
 
-def test_wait_for_event_timeout_takes_the_timeout_path(service: Service, storage: MemoryStorage,
+def test_wait_for_event_timeout_takes_the_timeout_path(service: Runner, storage: MemoryStorage,
                                                        frozen: FrozenClock) -> None:
     Got = make_step("Got")
     Expired = make_step("Expired")
@@ -117,7 +117,7 @@ def test_wait_for_event_timeout_takes_the_timeout_path(service: Service, storage
     assert completed(service.get("p::2")) == ["WaitForEvent", "Got", "Done"]
 
 
-def test_wait_for_event_without_timeout_schedules_no_timer(service: Service, storage: MemoryStorage) -> None:
+def test_wait_for_event_without_timeout_schedules_no_timer(service: Runner, storage: MemoryStorage) -> None:
     class Pay(Workflow):
         unique = Unique(key="p")
         start_step = WaitForEvent
@@ -150,7 +150,7 @@ def _two_waits() -> type[Workflow]:
 
 
 @pytest.mark.parametrize("by", ["class", "name"])
-def test_two_branches_waiting_resumed_one_by_one(service: Service, by: str) -> None:
+def test_two_branches_waiting_resumed_one_by_one(service: Runner, by: str) -> None:
     workflow = _two_waits()
     instance = service.start_instance(workflow, {}, id="tw::1")
     assert instance.status == "waiting"
@@ -182,7 +182,7 @@ def test_two_branches_waiting_resumed_one_by_one(service: Service, by: str) -> N
     assert completed(instance) == ["Split", "Approval", "Shipment", "Join", "Done"]
 
 
-def test_two_branches_resumed_by_their_event_names(service: Service) -> None:
+def test_two_branches_resumed_by_their_event_names(service: Runner) -> None:
     workflow = _two_waits()
     service.start_instance(workflow, {}, id="tw::1")
     instance = service.resume("tw::1", "shipped")
@@ -193,7 +193,7 @@ def test_two_branches_resumed_by_their_event_names(service: Service) -> None:
                                                                   ("resumed", "Approval", "received")]
 
 
-def test_step_that_is_not_in_the_workflow(service: Service) -> None:
+def test_step_that_is_not_in_the_workflow(service: Runner) -> None:
     workflow = _two_waits()
     service.start_instance(workflow, {}, id="tw::1")
     with pytest.raises(InvalidEvent) as excinfo:
@@ -207,7 +207,7 @@ def test_status_running_while_a_branch_runs_and_another_waits() -> None:
     """``waiting`` only when no step runs: seen from inside the running branch."""
     seen: list[str] = []
     storage = MemoryStorage()
-    service = Service(storage)
+    service = Runner(storage)
     Split = make_step("Split", ("go",))
 
     def look(self, instance, config, context):  # type: ignore[no-untyped-def]
@@ -234,7 +234,7 @@ def test_timers_follow_the_engine_clock() -> None:
 
     frozen = FrozenClock(T0 - timedelta(days=3650))
     clock.set_clock(frozen.now)
-    service = Service(MemoryStorage())
+    service = Runner(MemoryStorage())
 
     class Sleepy(Workflow):
         unique = Unique(key="s")

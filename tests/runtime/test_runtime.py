@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 import hephaestus_django as h
 from hephaestus_django.compat import task_backends
 from hephaestus_django.core import Status
-from hephaestus_django.runtime.service import get_service
+from hephaestus_django.runtime.dispatch import get_runner
 from hephaestus_django.storage.models import Timer, WorkflowInstance
 from hephaestus_django.testing import FrozenClock, assert_path, fire_due_timers, frozen_clock, run_until_idle
 from tests.models import Ledger
@@ -171,7 +171,7 @@ def test_recovery_re_dispatches_lost_steps(settings, django_capture_on_commit_ca
     with frozen_clock() as clock:
         PersistFlow.start("R1", {})
         backend.clear()  # the queued execution is lost (a worker died, or a crash after commit)
-        service = get_service()
+        service = get_runner()
         assert service.recover_expired() == 0  # lease not expired yet
         clock.advance(seconds=301)
         with django_capture_on_commit_callbacks(execute=True):
@@ -198,11 +198,11 @@ def test_unknown_workflow_fails_cleanly_in_a_task():
 
 def test_infrastructure_error_inside_the_immediate_task_is_raised(monkeypatch):
     """The immediate backend swallows a task's exception; the service re-raises it."""
-    from hephaestus_django.runtime.service import DispatchError
+    from hephaestus_django.runtime.dispatch import DispatchError
 
     def broken(*args, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(get_service(), "advance_inline", broken)
+    monkeypatch.setattr(get_runner(), "advance_inline", broken)
     with pytest.raises(DispatchError, match="database went away"):
         FanOutFlow.start("E1", {})

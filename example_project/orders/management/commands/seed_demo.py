@@ -61,12 +61,12 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Seeded {len(created)} demo instances."))
 
     def _failed(self) -> Instance:
-        from hephaestus_django.runtime.service import get_service
+        from hephaestus_django.runtime.dispatch import get_runner
         from hephaestus_django.testing import frozen_clock
 
         with frozen_clock() as clock:
             instance = start_instance(OrderFulfilment, {"items": ITEMS, "card": "declined"}, id="order::ORD-1005")
-            service = get_service()
+            service = get_runner()
             for _ in range(5):
                 clock.advance(seconds=60)
                 service.fire_due_timers()

@@ -1,4 +1,4 @@
-"""Steps and what they return.
+"""The step base class and what a step returns (built-in steps are in ``core.steps``).
 
 A step is a class with ``events`` (what ``execute`` may emit) and an ``execute`` method::
 

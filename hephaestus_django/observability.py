@@ -239,6 +239,3 @@ def install() -> None:
 def uninstall() -> None:
     for listener in LISTENERS:
         core_telemetry.remove_listener(listener)
-
-
-install()

@@ -1,6 +1,6 @@
 """The operations behind the facade and the low-level API, written once against a storage.
 
-:class:`Service` starts, resumes, cancels and retries instances and drives their steps.
+:class:`Runner` starts, resumes, cancels and retries instances and drives their steps.
 It runs steps synchronously in the caller (iteratively: no recursion however long the
 workflow) unless a subclass hands ``ExecuteStep`` effects to a queue instead.
 """
@@ -15,12 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from hephaestus_django.core import clock, engine, registry, telemetry
-from hephaestus_django.core.engine import Effect, ExecuteStep, ScheduleTimer
+from hephaestus_django.core.base import Step, StepOutcome
+from hephaestus_django.core.effects import RETRY, Effect, ExecuteStep, ScheduleTimer
 from hephaestus_django.core.exceptions import InvalidContext, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import Storage, Timer
-from hephaestus_django.core.step import Step, StepOutcome
 from hephaestus_django.core.workflow import BaseWorkflow
 
 
@@ -33,7 +33,7 @@ def resolve_workflow(workflow: Any) -> type[BaseWorkflow]:
     return registry.get_workflow(workflow)
 
 
-class Service:
+class Runner:
     """Start/resume/cancel/retry/get/list over a :class:`Storage`, driving steps in process."""
 
     runner_name = "memory"
@@ -223,7 +223,7 @@ class Service:
                 effects = engine.fire_timer(instance, timer.step, timer.purpose, timer.attempt)
                 if effects is None:
                     return False
-                if timer.purpose != engine.RETRY:  # a retry timer only re-runs the step
+                if timer.purpose != RETRY:  # a retry timer only re-runs the step
                     self.storage.save(instance)
                 self._schedule(instance, effects)
             self.run(instance, effects)

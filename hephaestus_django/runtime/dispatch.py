@@ -1,4 +1,4 @@
-"""The engine service over the ORM, dispatching step executions through Django Tasks.
+"""The engine runner over the ORM, dispatching step executions through Django Tasks.
 
 Immediate backend (the default): one ``advance`` task runs every step of an instance in the
 caller, in a loop — no nested enqueues, no recursion limit. Queue backends (django-tasks-db,
@@ -21,11 +21,11 @@ from django.db import transaction
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
-from hephaestus_django.core.engine import Effect, ExecuteStep
+from hephaestus_django.core.effects import Effect, ExecuteStep
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
-from hephaestus_django.core.service import Service, telemetry_runner
+from hephaestus_django.core.runner import Runner, telemetry_runner
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
@@ -44,8 +44,8 @@ class DispatchError(HephaestusError):
     """The task backend could not run the workflow's steps."""
 
 
-class DjangoService(Service):
-    """:class:`Service` whose step executions go through the configured Django Tasks backend."""
+class DjangoRunner(Runner):
+    """:class:`Runner` whose step executions go through the configured Django Tasks backend."""
 
     runner_name = "django_tasks"
     storage: DjangoStorage
@@ -194,7 +194,7 @@ class DjangoService(Service):
                     if s.registry_name() not in blocked
                 ]
                 if effects:
-                    ran += Service.run(self, instance, effects)
+                    ran += Runner.run(self, instance, effects)
         finally:
             _inline.reset(token)
         return ran
@@ -226,7 +226,7 @@ class DjangoService(Service):
             if self.is_immediate:
                 token = _inline.set(True)
                 try:
-                    Service.run(self, instance, list(steps))
+                    Runner.run(self, instance, list(steps))
                 finally:
                     _inline.reset(token)
             else:
@@ -238,11 +238,11 @@ class DjangoService(Service):
 _handoff: contextvars.ContextVar[tuple[Any, Instance] | None] = contextvars.ContextVar("hephaestus_handoff",
                                                                                         default=None)
 
-_service: DjangoService | None = None
+_runner: DjangoRunner | None = None
 
 
-def get_service() -> DjangoService:
-    global _service
-    if _service is None:
-        _service = DjangoService()
-    return _service
+def get_runner() -> DjangoRunner:
+    global _runner
+    if _runner is None:
+        _runner = DjangoRunner()
+    return _runner
