@@ -11,12 +11,17 @@ class HephaestusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.utils.functional import Promise
+
         from hephaestus_django import (
             checks,  # noqa: F401 - registers the system checks
             observability,
             services,
         )
+        from hephaestus_django.core.values import allow_types
         from hephaestus_django.discovery import autodiscover
+
+        allow_types(Promise)  # lazy translation strings: Django's JSON encoder stores them as text
 
         observability.install()  # signals, logging and OpenTelemetry listen to the engine's events
         services.install()

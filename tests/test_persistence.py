@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import uuid
 
@@ -173,9 +174,14 @@ def test_already_running_leaves_state_unchanged():
     assert snapshot("persist::E-1") == before
 
 
-@pytest.mark.parametrize("context", [{"when": {1, 2}}, {"obj": object()}, {"f": lambda: 1}])
+@pytest.mark.parametrize("context", [
+    {"when": {1, 2}}, {"obj": object()}, {"f": lambda: 1}, {"b": b"bytes"}, {"nan": float("nan")},
+    {"inf": float("-inf")}, {"nul": "a\x00b"}, {"a\x00": 1},
+    {"deep": functools.reduce(lambda v, _: [v], range(500), 1)},
+])
 def test_invalid_context_rejected_before_anything_is_written(context):
-    with pytest.raises(InvalidContext, match="not JSON-serialisable") as info:
+    """Everything PostgreSQL (or JSON) cannot hold is refused on every database, before any write."""
+    with pytest.raises(InvalidContext, match="cannot|nested more than|NUL|JSON") as info:
         PersistFlow.start("E-2", context)
     assert isinstance(info.value, ValueError) and isinstance(info.value, HephaestusError)
     assert not WorkflowInstance.objects.exists() and not HistoryEntry.objects.exists()

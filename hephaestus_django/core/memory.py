@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hephaestus_django.core.effects import ScheduleTimer
-from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext
+from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
 from hephaestus_django.core.ports import Timer
@@ -44,12 +43,6 @@ class MemoryStorage:
     def atomic(self) -> Iterator[None]:
         with self._lock:
             yield
-
-    def check_context(self, context: Any) -> None:
-        try:
-            json.dumps(context, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidContext(f"context is not JSON-serialisable: {exc}", field="context") from None
 
     def create(self, instance: Instance, scope: str) -> None:
         with self._lock:

@@ -34,9 +34,6 @@ class Storage(Protocol):
 
     def atomic(self) -> AbstractContextManager[Any]: ...
 
-    def check_context(self, context: Any) -> None:
-        """Raise ``InvalidContext`` when ``context`` cannot be stored."""
-
     def create(self, instance: Instance, scope: str) -> None:
         """Insert a new instance; ``AlreadyRunning`` when its scope forbids it."""
 

@@ -21,6 +21,7 @@ from hephaestus_django.core.exceptions import InvalidContext, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import Storage, Timer
+from hephaestus_django.core.values import check_storable
 from hephaestus_django.core.workflow import BaseWorkflow
 
 
@@ -61,12 +62,12 @@ class Runner:
             raise ValueError(f"'id' must be a non-empty str, not {id!r}")
         if not isinstance(context, dict):
             raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
-        self.storage.check_context(context)
+        check_storable(context, "context")
         if telemetry_metadata is None:
             telemetry_metadata = {}
         if not isinstance(telemetry_metadata, dict):
             raise ValueError(f"'telemetry_metadata' must be a dict, not {type(telemetry_metadata).__name__}")
-        self.storage.check_context(telemetry_metadata)
+        check_storable(telemetry_metadata, "telemetry_metadata")
         resolved = wf.resolve_version(context, version)
         instance = Instance.new(wf, resolved, context, id)
         instance.telemetry_metadata = dict(telemetry_metadata)

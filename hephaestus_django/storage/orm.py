@@ -7,20 +7,18 @@ one ``UPDATE`` of it, and one ``INSERT`` of its new history entries.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.effects import ScheduleTimer
-from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, InvalidContext, UnknownWorkflow
+from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
 from hephaestus_django.core.keys import unique_slot
@@ -28,14 +26,6 @@ from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.status import Status
 from hephaestus_django.storage.models import ACTIVE, HistoryEntry, WorkflowInstance
 from hephaestus_django.storage.models import Timer as TimerRow
-
-
-def check_json(value: Any, what: str = "context") -> None:
-    """``InvalidContext`` unless Django's JSON encoder can store ``value``."""
-    try:
-        json.dumps(value, cls=DjangoJSONEncoder)
-    except (TypeError, ValueError) as exc:
-        raise InvalidContext(f"{what} is not JSON-serialisable: {exc}", field=what) from None
 
 
 def _graph(workflow_name: str, version: int) -> tuple[Any, Graph]:
@@ -229,9 +219,6 @@ class DjangoStorage:
 
     def atomic(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
-
-    def check_context(self, context: Any) -> None:
-        check_json(context)
 
     def create(self, instance: Instance, scope: str) -> None:
         now = clock.now()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("django_tasks_rq", reason="the rq extra is not installed")
@@ -20,7 +22,7 @@ RQ_TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["defa
 def rq(settings, workers):
     import django_rq
 
-    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:6379/7"}}
+    settings.RQ_QUEUES = {"default": {"URL": os.environ.get("HEPHAESTUS_TEST_REDIS", "redis://127.0.0.1:6379/7")}}
     settings.TASKS = RQ_TASKS
     django_rq.get_connection("default").flushdb()
     workers.settings = "tests.settings_rq"
