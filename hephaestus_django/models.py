@@ -4,8 +4,9 @@ from hephaestus_django.storage.models import (
     HistoryEntry,
     InstanceStatus,
     RegisteredWorkflow,
+    StepRun,
     Timer,
     WorkflowInstance,
 )
 
-__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "Timer", "WorkflowInstance"]
+__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "StepRun", "Timer", "WorkflowInstance"]

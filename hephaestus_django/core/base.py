@@ -104,6 +104,14 @@ class Step:
     atomic: ClassVar[bool] = False
     #: Steps whose completion comes from outside (external event or timer) are waiters.
     is_terminal: ClassVar[bool] = False
+    #: Queue of the task backend this step's executions are enqueued on (``None``: the workflow's
+    #: ``queue_name``, else ``HEPHAESTUS["QUEUE_NAME"]``).
+    queue_name: ClassVar[str | None] = None
+    #: Priority of this step's executions, in Django Tasks' range -100..100 (``None``: the
+    #: workflow's ``priority``, else 0).
+    priority: ClassVar[int | None] = None
+    #: At most this many executions of this step run at once, across all workers (``None``: no limit).
+    concurrency_limit: ClassVar[int | None] = None
 
     def execute(self, instance: Instance, config: dict[str, Any], context: Context) -> StepResult:
         raise NotImplementedError(f"{type(self).__qualname__}.execute() is not implemented")

@@ -1,4 +1,4 @@
-"""The loop behind ``manage.py hephaestus_worker``: fire due timers (and, later, recover leases).
+"""The loop behind ``manage.py hephaestus_worker``: a pass runs every job of :data:`JOBS`.
 
 SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
 """
@@ -8,23 +8,45 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from django.db import close_old_connections
 
-from hephaestus_django.runtime.dispatch import get_runner
+from hephaestus_django.runtime.dispatch import DjangoRunner, get_runner
 
 logger = logging.getLogger("hephaestus")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+#: What a pass does, in order: (name, job). Each job returns how many things it did. The first
+#: counts as "timers fired", the others as "steps recovered" in the worker's report.
+JOBS: list[tuple[str, Callable[[DjangoRunner], int]]] = [
+    ("fire due timers", DjangoRunner.fire_due_timers),
+    ("recover lost claims", DjangoRunner.recover_lost_claims),
+    ("re-send lost dispatches", DjangoRunner.redispatch_lost),
+    ("release throttled steps", DjangoRunner.release_throttled),
+]
+
 
 def run_pass() -> tuple[int, int]:
-    """One pass of the worker: fire every due timer, then re-dispatch the steps of instances
-    whose lease expired; returns (timers fired, steps recovered)."""
-    service = get_runner()
-    return service.fire_due_timers(), service.recover_expired()
+    """One pass of the worker: every job of :data:`JOBS`, each once; returns (timers fired,
+    steps recovered or dispatched again). A job that raises is logged and the pass goes on
+    (the first error is raised at the end)."""
+    runner = get_runner()
+    counts: list[int] = []
+    failure: Exception | None = None
+    for name, job in JOBS:
+        try:
+            counts.append(job(runner))
+        except Exception as exc:
+            logger.exception("hephaestus worker: %s failed", name)
+            failure = failure or exc
+            counts.append(0)
+    if failure is not None:
+        raise failure
+    return counts[0], sum(counts[1:])
 
 
 def run_worker(once: bool, interval: float, stdout: Any) -> int:

@@ -1,0 +1,151 @@
+"""PostgreSQL statements of the storage's hot path, built once per shape.
+
+Every identifier comes from the models' metadata (quoted by the connection) and every value is a
+parameter, so the f-strings below cannot inject anything (hence ``noqa: S608`` for the file).
+"""
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.db import connection
+
+from hephaestus_django.core.ports import CLAIMED, QUEUED
+from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
+from hephaestus_django.storage.models import Timer as TimerRow
+
+HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
+                    "delay")
+RUN_COLUMNS = ("step", "attempt", "state", "queue_name", "priority", "concurrency_limit", "enqueued", "worker",
+                "dispatched_at", "claimed_at", "heartbeat_at")
+_SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
+              "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision",
+              "BooleanField": "boolean", "SmallIntegerField": "smallint", "BigIntegerField": "bigint"}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def pg_adapters() -> dict[str, Any]:
+    """Per column, what turns a value into a psycopg parameter: JSON columns go through the
+    field's encoder (as ``Field.get_db_prep_save`` would); everything else psycopg adapts itself."""
+    adapters: dict[str, Any] = {}
+    for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta), ("run.", StepRun._meta)):
+        for field in meta.concrete_fields:
+            if field.get_internal_type() == "JSONField":
+                adapters[prefix + field.name] = functools.partial(_adapt_json, encoder=field.encoder)
+            else:
+                adapters[prefix + field.name] = _same
+    return adapters
+
+
+def _adapt_json(value: Any, encoder: Any) -> Any:
+    return None if value is None else connection.ops.adapt_json_value(value, encoder)
+
+
+def _qn(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(model: type[Any], name: str) -> str:
+    return _qn(model._meta.get_field(name).column)
+
+
+def _values_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+    """``(VALUES (%s::type, ...), ...)`` for ``rows`` rows of ``columns`` (casts let PostgreSQL type
+    the rows of a VALUES list without looking at the target table)."""
+    casts = ", ".join(f"%s::{_SQL_TYPES[model._meta.get_field(c).get_internal_type()]}" for c in columns)
+    return "(VALUES " + ", ".join(f"({casts})" for _ in range(rows)) + ")"
+
+
+def _insert_from(model: type[Any], source: str, columns: tuple[str, ...], rows: int) -> str:
+    """``INSERT INTO model (instance, columns) SELECT source.id, v.* FROM source CROSS JOIN (VALUES ...) v``."""
+    meta = model._meta
+    names = ", ".join(_column(model, c) for c in columns)
+    return (f"INSERT INTO {_qn(meta.db_table)} ({_column(model, 'instance')}, {names}) "
+            f"SELECT {source}.{_qn(WorkflowInstance._meta.pk.column)}, v.* FROM {source} "
+            f"CROSS JOIN {_values_sql(model, columns, rows)} AS v")
+
+
+def _runs_sql(source: str, rows: int) -> str:
+    """Insert runs, renewing the run of a step that is already there (a step re-run at once)."""
+    key = f"{_column(StepRun, 'instance')}, {_column(StepRun, 'step')}"
+    sets = ", ".join(f"{_column(StepRun, c)} = EXCLUDED.{_column(StepRun, c)}" for c in RUN_COLUMNS[1:])
+    return f"{_insert_from(StepRun, source, RUN_COLUMNS, rows)} ON CONFLICT ({key}) DO UPDATE SET {sets}"
+
+
+@functools.lru_cache(maxsize=256)
+def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entries: int, release: bool,
+               finished: bool, runs: int) -> str:
+    """The statement that stores a state change, built once per shape (identifiers from the models'
+    metadata; every value is a parameter). One data-modifying CTE: the instance UPDATE (guarded by
+    its revision, and by the run its worker holds), the INSERT of its history entries, the DELETE of
+    the run that ended (and, for a finished instance, of its unclaimed runs and its timers), and the
+    INSERT of the runs it made runnable. Nothing but the UPDATE happens when the UPDATE matches no row."""
+    meta = WorkflowInstance._meta
+    pk = _qn(meta.pk.column)
+    run_table, run_instance = _qn(StepRun._meta.db_table), _column(StepRun, "instance")
+    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
+    where = f"{pk} = %s"
+    if check_revision:
+        where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
+    if holder:
+        col = functools.partial(_column, StepRun)
+        where += (f" AND EXISTS (SELECT 1 FROM {run_table} WHERE {run_instance} = %s AND {col('step')} = %s"
+                  f" AND {col('worker')} = %s AND {col('attempt')} = %s AND {col('state')} = '{CLAIMED}')")
+    parts = [f"u AS (UPDATE {_qn(meta.db_table)} SET {sets} WHERE {where} RETURNING {pk})"]
+    if entries:
+        parts.append(f"h AS ({_insert_from(HistoryEntry, 'u', HISTORY_COLUMNS, entries)})")
+    if release or finished:
+        ended = []
+        if release:
+            ended.append(f"r.{_column(StepRun, 'step')} = %s")
+        if finished:
+            ended.append(f"r.{_column(StepRun, 'state')} <> '{CLAIMED}'")
+        parts.append(f"d AS (DELETE FROM {run_table} r USING u WHERE r.{run_instance} = u.{pk} "
+                     f"AND ({' OR '.join(ended)}))")
+    if finished:
+        timer_table = _qn(TimerRow._meta.db_table)
+        parts.append(f"t AS (DELETE FROM {timer_table} t USING u WHERE t.{_column(TimerRow, 'instance')} = u.{pk})")
+    if runs:
+        parts.append(f"n AS ({_runs_sql('u', runs)})")
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM u"
+
+
+@functools.lru_cache(maxsize=64)
+def create_sql(columns: tuple[str, ...], runs: int) -> str:
+    """Insert an instance (nothing when its uniqueness slot is taken) and its first runs, in one statement."""
+    meta = WorkflowInstance._meta
+    pk, slot = _qn(meta.pk.column), _column(WorkflowInstance, "unique_slot")
+    names = ", ".join(_qn(meta.get_field(name).column) for name in columns)
+    values = ", ".join("%s" for _ in columns)
+    parts = [f"i AS (INSERT INTO {_qn(meta.db_table)} ({names}) VALUES ({values}) "
+             f"ON CONFLICT ({slot}) WHERE {slot} IS NOT NULL DO NOTHING RETURNING {pk})"]
+    if runs:
+        parts.append(f"n AS ({_insert_from(StepRun, 'i', RUN_COLUMNS, runs)})")
+    return "WITH " + ", ".join(parts) + f" SELECT {pk} FROM i"
+
+
+@functools.cache
+def claim_sql() -> str:
+    """Claim a queued run without a concurrency limit and read its instance, in one statement."""
+    meta = WorkflowInstance._meta
+    run_table = _qn(StepRun._meta.db_table)
+    col = functools.partial(_column, StepRun)
+    columns = ", ".join(f"w.{_qn(f.column)}" for f in meta.concrete_fields)
+    return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
+            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true "
+            f"WHERE {col('instance')} = %s AND {col('step')} = %s AND {col('attempt')} = %s "
+            f"AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL RETURNING {col('instance')}) "
+            f"SELECT {columns} FROM {_qn(meta.db_table)} w JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
+
+
+def slot_lock(step: str) -> None:
+    """PostgreSQL: serialise, per step, the claims that count its concurrency slots (until commit)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hephaestus-slots:{step}"])
