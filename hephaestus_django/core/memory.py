@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import itertools
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,7 +49,10 @@ class MemoryStorage:
         with self._lock:
             yield
 
-    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = ()) -> None:
+    def writes_alone(self) -> bool:
+        return False
+
+    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = (), extra: Sequence[Any] = ()) -> None:
         with self._lock:
             new = ActiveRef(instance.id, instance.workflow.name, instance.workflow_version)
             active = (ActiveRef(i.id, i.workflow.name, i.workflow_version) for i in self._instances.values()
@@ -97,7 +101,8 @@ class MemoryStorage:
         except KeyError:
             raise InstanceNotFound(f"no instance with pk {pk!r}") from None
 
-    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None) -> None:
+    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+             extra: Sequence[Any] = ()) -> None:
         with self._lock:
             instance.updated_at = instance.execution_history[-1].timestamp if instance.execution_history else None
             self._store(instance)
@@ -113,7 +118,7 @@ class MemoryStorage:
                         del self._timers[pk]
 
     def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
-                          holder: tuple[str, int] | None = None) -> bool:
+                          holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
         with self._lock:
             stored = self._instances.get(instance.pk)
             if stored is None or stored.revision != instance.revision:
@@ -124,24 +129,24 @@ class MemoryStorage:
             return True
 
     # ---- runs ---------------------------------------------------------------------------------------
-    def write_runs(self, instance: Instance, runs: Sequence[Run]) -> None:
+    def write_runs(self, instance: Instance, runs: Sequence[Run], extra: Sequence[Any] = ()) -> None:
         with self._lock:
             for run in runs:
                 self._runs[(instance.pk, run.step)] = dataclasses.replace(run, instance_pk=instance.pk)
 
-    def claim(self, instance_pk: Any, step: str, attempt: int, worker: str, *,
-              load: bool = True) -> tuple[str, Instance | None]:
+    def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
         with self._lock:
-            run = self._runs.get((instance_pk, step))
-            if run is None or run.state != QUEUED or run.attempt != attempt:
-                return "missing", None
+            run = next((r for r in self._runs.values() if r.token == token and r.state == QUEUED), None)
+            if run is None:
+                return "missing", None, None
+            key = (run.instance_pk, run.step)
             if run.limit is not None:
-                busy = sum(1 for r in self._runs.values() if r.step == step and r.state == CLAIMED)
+                busy = sum(1 for r in self._runs.values() if r.step == run.step and r.state == CLAIMED)
                 if busy >= run.limit:
-                    self._runs[(instance_pk, step)] = dataclasses.replace(run, state=THROTTLED, enqueued=False)
-                    return THROTTLED, None
-            self._runs[(instance_pk, step)] = dataclasses.replace(run, state=CLAIMED, worker=worker, enqueued=True)
-            return CLAIMED, self.load_pk(instance_pk) if load else None
+                    self._runs[key] = dataclasses.replace(run, state=THROTTLED, enqueued=False)
+                    return THROTTLED, None, run
+            self._runs[key] = dataclasses.replace(run, state=CLAIMED, worker=worker, enqueued=True)
+            return CLAIMED, self.load_pk(run.instance_pk) if load else None, self._runs[key]
 
     def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
         run = self._runs.get((instance_pk, step))
@@ -164,7 +169,7 @@ class MemoryStorage:
                 if len(promoted) >= count:
                     break
                 if run.step == step and run.state == THROTTLED:
-                    self._runs[key] = dataclasses.replace(run, state=QUEUED, enqueued=enqueued)
+                    self._runs[key] = dataclasses.replace(run, state=QUEUED, enqueued=enqueued, token=str(uuid.uuid4()))
                     promoted.append(self._runs[key])
             return promoted
 

@@ -52,6 +52,9 @@ class Run:
     limit: int | None = None
     enqueued: bool = False
     worker: str = ""
+    #: Identifies this dispatch of the run: the task that runs it claims it by this token (a new
+    #: attempt, or a dispatch sent again, gets a new one, so a stale task finds nothing to claim).
+    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +81,13 @@ class Storage(Protocol):
 
     def atomic(self) -> AbstractContextManager[Any]: ...
 
-    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = ()) -> None:
-        """Insert a new instance and its first runs; ``AlreadyRunning`` when its scope forbids it."""
+    def writes_alone(self) -> bool:
+        """Whether a single write (``create``, ``save``...) is atomic by itself here and now, so
+        that it needs no transaction around it when nothing else goes with it."""
+
+    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = (), extra: Sequence[Any] = ()) -> None:
+        """Insert a new instance and its first runs; ``AlreadyRunning`` when its scope forbids it.
+        ``extra``: rows of the storage's own kind written with them (the Django runtime: task rows)."""
 
     def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
              history: bool = True) -> Instance:
@@ -87,24 +95,24 @@ class Storage(Protocol):
 
     def load_pk(self, pk: Any, *, for_update: bool = False, history: bool = False) -> Instance: ...
 
-    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None) -> None:
+    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+             extra: Sequence[Any] = ()) -> None:
         """Store the instance's state and its new history entries, add (or renew) ``runs``, and
         remove the run of step ``release``. A finished instance loses its unclaimed runs and its
         timers in the same write."""
 
     def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
-                          holder: tuple[str, int] | None = None) -> bool:
+                          holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
         """Like :meth:`save`, but only if the stored revision is still ``instance.revision`` (and,
         with ``holder`` = (worker, attempt), only while that worker still holds ``release``'s run)."""
 
-    def write_runs(self, instance: Instance, runs: Sequence[Run]) -> None:
+    def write_runs(self, instance: Instance, runs: Sequence[Run], extra: Sequence[Any] = ()) -> None:
         """Add (or renew) runs without changing the instance (a retry timer re-running a step)."""
 
-    def claim(self, instance_pk: Any, step: str, attempt: int, worker: str, *,
-              load: bool = True) -> tuple[str, Instance | None]:
-        """Take the queued run of ``step`` (attempt ``attempt``) for ``worker``: (CLAIMED, the instance
-        when ``load``), (THROTTLED, None) when its step's concurrency limit is reached (the run
-        waits for a slot), or ("missing", None) when there is no such queued run."""
+    def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
+        """Take the queued run dispatched with ``token`` for ``worker``: (CLAIMED, the instance when
+        ``load``, the run), (THROTTLED, None, the run) when its step's concurrency limit is reached
+        (it waits for a slot), or ("missing", None, None) when no queued run has that token."""
 
     def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
         """Whether ``worker`` still holds the run of ``step`` at ``attempt``."""

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import builtins
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -96,6 +97,8 @@ class Item:
     step: str
     attempt: int
     claimed: bool
+    #: The run's dispatch token (what claims it).
+    token: str = ""
 
 
 class Holding:
@@ -144,18 +147,24 @@ class Runner:
             name = step.registry_name()
             queue, priority = routing(instance, step)
             limit = step.concurrency_limit
+            token = str(uuid.uuid4())
             if mode.here:
                 state, enqueued = (CLAIMED, True) if limit is None else (QUEUED, False)
-                items.append(Item(instance.pk, name, effect.attempt, claimed=limit is None))
+                items.append(Item(instance.pk, name, effect.attempt, claimed=limit is None, token=token))
             elif not chained and mode.budget > 0 and limit is None and (queue, priority) == mode.routing:
                 chained = True
                 state, enqueued = CLAIMED, True
-                items.append(Item(instance.pk, name, effect.attempt, claimed=True))
+                items.append(Item(instance.pk, name, effect.attempt, claimed=True, token=token))
             else:
                 state, enqueued = QUEUED, self.enqueues_in_transaction
             runs.append(Run(instance.pk, name, effect.attempt, state, queue, priority, limit, enqueued,
-                            self.worker_id if state == CLAIMED else ""))
+                            self.worker_id if state == CLAIMED else "", token))
         return runs, items
+
+    def _companions(self, runs: builtins.list[Run], mode: Mode) -> builtins.list[Any]:
+        """Rows the storage writes in the same statement as ``runs`` (the Django runtime: the task
+        rows of the queued ones, when the task queue is a table of the same database)."""
+        return []
 
     def _after_write(self, instance: Instance, effects: Iterable[Effect], runs: Iterable[Run],
                      released: type[Step] | None, mode: Mode) -> list[Item]:
@@ -169,16 +178,17 @@ class Runner:
             promoted = self.storage.promote_throttled(released.registry_name(), 1, enqueued=self.enqueues_in_transaction
                                                       and not mode.here)
             if mode.here:
-                extra = [Item(r.instance_pk, r.step, r.attempt, claimed=False) for r in promoted]
+                extra = [Item(r.instance_pk, r.step, r.attempt, claimed=False, token=r.token) for r in promoted]
             else:
-                queued.extend(promoted)
+                self._enqueue(instance.pk, promoted, written=False)
         if queued:
-            self._enqueue(instance.pk, queued)
+            self._enqueue(instance.pk, queued, written=self.enqueues_in_transaction)
         return extra
 
-    def _enqueue(self, instance_pk: Any, runs: builtins.list[Run]) -> None:
-        """Hand queued runs to the task queue (called inside the transaction that wrote them).
-        In memory there is no queue: they wait for :meth:`run_pending_steps`."""
+    def _enqueue(self, instance_pk: Any, runs: builtins.list[Run], *, written: bool) -> None:
+        """Hand queued runs to the task queue (called inside the transaction that wrote them;
+        ``written``: their task rows went in with that write). In memory there is no queue: they
+        wait for :meth:`run_pending_steps`."""
 
     def _run_here(self, instance: Instance, items: builtins.list[Item]) -> int:
         """Run, in this process, the steps a caller's write assigned to it (``Mode.here``)."""
@@ -222,10 +232,10 @@ class Runner:
         with telemetry_runner(self.runner_name):
             with telemetry.buffered() as events:  # no workflow_started for a start that is refused
                 effects = engine.start(instance)
-                with self.storage.atomic():
-                    runs, items = self._plan(instance, effects, mode)
-                    self.storage.create(instance, wf.unique.scope, runs)
-                    items = [Item(instance.pk, i.step, i.attempt, i.claimed) for i in items]  # now it has a pk
+                runs, items = self._plan(instance, effects, mode)
+                with self._write_block(effects, runs, None):
+                    self.storage.create(instance, wf.unique.scope, runs, self._companions(runs, mode))
+                    items = [Item(instance.pk, i.step, i.attempt, i.claimed, i.token) for i in items]  # with its pk
                     self._after_write(instance, effects, runs, None, mode)
                 events.flush()
             self._run_here(instance, items)
@@ -239,7 +249,7 @@ class Runner:
                 instance = self._load_for_update(id, workflow)
                 effects = engine.resume(instance, event, step)
                 runs, items = self._plan(instance, effects, mode)
-                self.storage.save(instance, runs)
+                self.storage.save(instance, runs, extra=self._companions(runs, mode))
                 self._after_write(instance, effects, runs, None, mode)
             self._run_here(instance, items)
         return self.storage.load_pk(instance.pk, history=True)
@@ -259,7 +269,7 @@ class Runner:
                 instance = self._load_for_update(id, workflow)
                 effects = engine.retry(instance)
                 runs, items = self._plan(instance, effects, mode)
-                self.storage.save(instance, runs)
+                self.storage.save(instance, runs, extra=self._companions(runs, mode))
                 self._after_write(instance, effects, runs, None, mode)
             self._run_here(instance, items)
         return self.storage.load_pk(instance.pk, history=True)
@@ -326,7 +336,7 @@ class Runner:
         try:
             if item.claimed:
                 return self.storage.load_pk(item.instance_pk)
-            state, loaded = self.storage.claim(item.instance_pk, item.step, item.attempt, self.worker_id, load=load)
+            state, loaded, _run = self.storage.claim(item.token, self.worker_id, load=load)
         except UnknownWorkflow as exc:
             self._unknown_workflow(item.instance_pk, exc)
             return None
@@ -376,19 +386,36 @@ class Runner:
                mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
         name = step.registry_name()
         with telemetry.buffered() as events:
-            with self.storage.atomic():
-                result: tuple[Instance | None, builtins.list[Item]] | None = None
-                if engine.is_applicable(instance, step):
-                    effects = engine.apply_outcome(instance, step, outcome, attempt) or []
-                    runs, items = self._plan(instance, effects, mode)
-                    if self.storage.save_if_unchanged(instance, runs, release=name, holder=(self.worker_id, attempt)):
-                        result = instance, items + self._after_write(instance, effects, runs, step, mode)
+            if engine.is_applicable(instance, step):
+                effects = engine.apply_outcome(instance, step, outcome, attempt) or []
+                runs, items = self._plan(instance, effects, mode)
+                with self._write_block(effects, runs, step):
+                    if self.storage.save_if_unchanged(instance, runs, release=name, holder=(self.worker_id, attempt),
+                                                      extra=self._companions(runs, mode)):
+                        items += self._after_write(instance, effects, runs, step, mode)
+                        written = True
                     else:
-                        events.discard()
-                if result is None:
-                    result = self._apply_fresh(instance.pk, step, outcome, attempt, mode)
+                        written = False
+                if written:
+                    events.flush()
+                    return instance, items
+                events.discard()
+            with self.storage.atomic():
+                result = self._apply_fresh(instance.pk, step, outcome, attempt, mode)
             events.flush()
         return result
+
+    def _write_block(self, effects: builtins.list[Effect], runs: builtins.list[Run],
+                     released: type[Step] | None) -> AbstractContextManager[Any]:
+        """The transaction around a write and what follows it, or none when the write is a single
+        statement the storage can make on its own (the common step transition on PostgreSQL: one
+        round trip instead of BEGIN, the statement and COMMIT): no timer to add, no slot to free,
+        no task row to write beside it."""
+        if (not self.storage.writes_alone()
+                or any(isinstance(e, ScheduleTimer) for e in effects)
+                or (released is not None and released.concurrency_limit)):
+            return self.storage.atomic()
+        return nullcontext()
 
     def _apply_locked(self, instance_pk: Any, step: type[Step], outcome: StepOutcome, attempt: int,
                       mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
@@ -410,7 +437,7 @@ class Runner:
             self.storage.release(instance_pk, name, worker=self.worker_id)
             return None, []
         runs, items = self._plan(fresh, effects, mode)
-        self.storage.save(fresh, runs, release=name)
+        self.storage.save(fresh, runs, release=name, extra=self._companions(runs, mode))
         items += self._after_write(fresh, effects, runs, step, mode)
         return fresh, items
 
@@ -439,7 +466,7 @@ class Runner:
                         raise RuntimeError("atomic step produced no outcome")
                     effects = engine.apply_outcome(fresh, step, outcome, attempt) or []
                     runs, items = self._plan(fresh, effects, mode)
-                    self.storage.save(fresh, runs, release=name)
+                    self.storage.save(fresh, runs, release=name, extra=self._companions(runs, mode))
                     items += self._after_write(fresh, effects, runs, step, mode)
                 events.flush()
         except self.storage.unstorable_errors as exc:  # its writes are rolled back with the outcome's
@@ -470,10 +497,11 @@ class Runner:
                 if effects is None:
                     return False
                 runs, items = self._plan(instance, effects, mode)
+                extra = self._companions(runs, mode)
                 if timer.purpose == RETRY:  # a retry timer only re-runs the step
-                    self.storage.write_runs(instance, runs)
+                    self.storage.write_runs(instance, runs, extra)
                 else:
-                    self.storage.save(instance, runs)
+                    self.storage.save(instance, runs, extra=extra)
                 self._after_write(instance, effects, runs, None, mode)
             if in_task:
                 self._drive(instance, items, mode)
@@ -487,8 +515,8 @@ class Runner:
         ran = 0
         with telemetry_runner(self.runner_name):
             for run in self.storage.queued_runs(instance_pks):
-                ran += self._drive(None, [Item(run.instance_pk, run.step, run.attempt, claimed=False)],
-                                   Mode.everything_here())
+                ran += self._drive(None, [Item(run.instance_pk, run.step, run.attempt, claimed=False,
+                                                token=run.token)], Mode.everything_here())
         return ran
 
     def recover_run(self, lost: LostRun, reason: str, recovery_attempts: int) -> bool:
@@ -508,7 +536,7 @@ class Runner:
                     if effects is None:  # the instance moved on: the run only had to go
                         return True
                     runs, items = self._plan(instance, effects, mode)
-                    self.storage.save(instance, runs)
+                    self.storage.save(instance, runs, extra=self._companions(runs, mode))
                     items += self._after_write(instance, effects, runs, step, mode)
                 events.flush()
             self._run_here(instance, items)

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import router, transaction
+from django.db import transaction
 
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
@@ -34,15 +34,14 @@ from hephaestus_django.core import clock, engine
 from hephaestus_django.core.effects import Effect
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.core.ports import Run, Timer
+from hephaestus_django.core.ports import QUEUED, Run, Timer
 from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
-from hephaestus_django.runtime import stepthreads
+from hephaestus_django.runtime import dbqueue, stepthreads
 from hephaestus_django.runtime.heartbeat import heartbeat
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
 from hephaestus_django.runtime.tasks import advance, fire_timer, run_step
-from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import DjangoStorage
 
 logger = logging.getLogger("hephaestus")
@@ -82,7 +81,7 @@ class DjangoRunner(Runner):
         backend = self.backend
         known = getattr(self._handed, "kind", None)
         if known is None or known[0] is not backend:
-            known = (backend, isinstance(backend, IMMEDIATE_BACKENDS), _same_database_queue(backend))
+            known = (backend, isinstance(backend, IMMEDIATE_BACKENDS), dbqueue.is_same_database_queue(backend))
             self._handed.kind = known
         return known[1], known[2]
 
@@ -125,26 +124,39 @@ class DjangoRunner(Runner):
         return int(result.return_value or 0)
 
     def _task(self, task: Any, queue_name: str, priority: int) -> Any:
+        """``task`` bound to the backend, queue and priority of a run (checked by the backend once)."""
         backend = self.backend
-        options: dict[str, Any] = {"backend": settings.TASK_BACKEND, "queue_name": queue_name or settings.QUEUE_NAME}
-        if priority and getattr(backend, "supports_priority", False):
-            options["priority"] = priority
-        return task.using(**options)
+        key = (task, queue_name, priority)
+        bound = self._handed.__dict__.setdefault("tasks", {}).get(key)
+        if bound is None or bound.backend != settings.TASK_BACKEND:
+            options: dict[str, Any] = {"backend": settings.TASK_BACKEND,
+                                       "queue_name": queue_name or settings.QUEUE_NAME}
+            if priority and getattr(backend, "supports_priority", False):
+                options["priority"] = priority
+            bound = task.using(**options)
+            backend.validate_task(bound)
+            self._handed.tasks[key] = bound
+        return bound
 
-    def _enqueue(self, instance_pk: Any, runs: list[Run]) -> None:
-        calls = [(self._task(run_step, r.queue_name, r.priority), (r.instance_pk or instance_pk, r.step, r.attempt))
-                 for r in runs]
-        if self.enqueues_in_transaction:  # its runs were written enqueued
-            for task, args in calls:
-                task.enqueue(*args)
+    def _companions(self, runs: list[Run], mode: Mode) -> list[Any]:
+        if mode.here or not self.enqueues_in_transaction:
+            return []
+        return [dbqueue.task_row(self._task(run_step, r.queue_name, r.priority), r.token)
+                for r in runs if r.state == QUEUED]
+
+    def _enqueue(self, instance_pk: Any, runs: list[Run], *, written: bool) -> None:
+        if self.enqueues_in_transaction:  # task rows of our own database, in this transaction
+            rows = [dbqueue.task_row(self._task(run_step, r.queue_name, r.priority), r.token) for r in runs]
+            if not written:
+                dbqueue.insert(rows)
+            dbqueue.announce(self.backend, rows)
             return
         storage = self.storage
-        stamped = [Run(args[0], r.step, r.attempt) for (_, args), r in zip(calls, runs, strict=True)]
+        calls = [(self._task(run_step, r.queue_name, r.priority), r) for r in runs]
 
         def enqueue() -> None:  # never before the state that makes the step runnable commits
-            for task, args in calls:
-                task.enqueue(*args)
-            storage.mark_enqueued(stamped)
+            sent = [(run, str(task.enqueue(run.token).id)) for task, run in calls]
+            storage.mark_enqueued(sent)
 
         transaction.on_commit(enqueue)
 
@@ -187,20 +199,23 @@ class DjangoRunner(Runner):
         with telemetry_runner("immediate"):
             return self._drive(instance, work, Mode.everything_here())
 
-    def run_step_task(self, instance_pk: Any, step_name: str, attempt: int) -> str:
-        """A queue worker's task: claim the run, execute the step and carry the instance on.
-        Never raises for engine reasons."""
+    def run_step_task(self, token: str) -> str:
+        """A queue worker's task: claim the run dispatched with ``token``, execute its step and
+        carry the instance on. Never raises for engine reasons."""
         try:
-            state, instance = self.storage.claim(instance_pk, step_name, int(attempt), self.worker_id)
+            state, instance, run = self.storage.claim(str(token), self.worker_id)
         except UnknownWorkflow as exc:
-            self.storage.fail_unknown(instance_pk, str(exc))
+            pk = self.storage.run_instance_pk(str(token))
+            if pk is not None:
+                self.storage.fail_unknown(pk, str(exc))
             return "unknown workflow"
-        if instance is None:
+        if instance is None or run is None:
             return "throttled" if state == "throttled" else "skipped"
-        step = engine.graph_of(instance).step(step_name)
+        step = engine.graph_of(instance).step(run.step)
         mode = self.task_mode(routing(instance, step) if step is not None else ("", 0))
         with telemetry_runner("worker"):
-            ran = self._drive(instance, [Item(instance_pk, step_name, int(attempt), claimed=True)], mode)
+            ran = self._drive(instance, [Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)],
+                              mode)
         return f"ran {ran} step(s)"
 
     def fire_timer_pk(self, timer_pk: Any) -> bool:
@@ -253,52 +268,64 @@ class DjangoRunner(Runner):
         return recovered
 
     def redispatch_lost(self, now: datetime | None = None) -> int:
-        """Send again the runs whose enqueue was lost (queued, never marked enqueued, for
-        ``DISPATCH_GRACE_SECONDS``) and, with ``DISPATCH_TIMEOUT``, those enqueued that long ago and
-        still unclaimed. A run merely waiting in a queue backlog is never sent twice otherwise."""
+        """Send again the runs whose dispatch was lost: never marked as having reached the queue
+        (a crash between commit and enqueue) ``DISPATCH_GRACE_SECONDS`` after they were written,
+        or whose task a worker took but never claimed the run with (it died in between). With
+        ``DISPATCH_TIMEOUT``, also those enqueued that long ago and still unclaimed. A run merely
+        waiting in a queue backlog is never sent twice otherwise. Returns how many were sent."""
         now = now or clock.now()
-        grace = min(DISPATCH_GRACE_SECONDS, settings.LEASE_SECONDS)
-        sent = self._send_again(lambda marked: self.storage.take_undispatched(
-            now - timedelta(seconds=grace), enqueued=False, mark_enqueued=marked))
+        cutoff = now - timedelta(seconds=min(DISPATCH_GRACE_SECONDS, settings.LEASE_SECONDS))
+        sent = self._send_again(lambda: self.storage.undispatched(cutoff, enqueued=False))
+        if self.enqueues_in_transaction:
+            sent += self._send_again(lambda: self.storage.undispatched(
+                cutoff, enqueued=True, unless_waiting=dbqueue.waiting_tokens()))
+        elif not self.is_immediate and getattr(self.backend, "supports_get_result", False):
+            sent += self._send_again(lambda: self._taken_but_unclaimed(now))
         timeout = settings.DISPATCH_TIMEOUT
         if timeout is not None:
-            sent += self._send_again(lambda marked: self.storage.take_undispatched(
-                now - timedelta(seconds=float(timeout)), enqueued=True, mark_enqueued=marked))
+            sent += self._send_again(lambda: self.storage.undispatched(
+                now - timedelta(seconds=float(timeout)), enqueued=True))
         return sent
+
+    def _taken_but_unclaimed(self, now: datetime) -> list[Any]:
+        """Runs enqueued ``LEASE_SECONDS`` ago whose task the backend no longer has waiting."""
+        waiting = getattr(TaskResultStatus, "READY", None)
+        found = []
+        for pk, task_id in self.storage.enqueued_runs(now - timedelta(seconds=settings.LEASE_SECONDS)):
+            try:
+                status = self.backend.get_result(task_id).status
+            except Exception:  # unknown to the backend (expired, pruned): it will never run
+                status = None
+            if status != waiting:
+                found.append(pk)
+        return found
 
     def release_throttled(self) -> int:
         """Dispatch throttled runs of steps with a free concurrency slot (the releasing write
         normally does it; this is the safety net)."""
         sent = 0
         for step, _limit, free in self.storage.throttled_steps():
-            sent += self._send_again(lambda marked, step=step, free=free: self.storage.promote_throttled(
-                step, free, enqueued=marked))
+            sent += self._send_again(lambda step=step, free=free: self.storage.promote_throttled(
+                step, free, enqueued=self._enqueued_at_once()), promoted=True)
         return sent
 
-    def _send_again(self, take: Any) -> int:
-        """Take runs with ``take(mark_enqueued)`` and dispatch them, in one transaction: enqueued
-        (marked as such once they reached the queue), or run here under the immediate backend."""
+    def _enqueued_at_once(self) -> bool:
+        return self.enqueues_in_transaction and not self.is_immediate
+
+    def _send_again(self, take: Any, *, promoted: bool = False) -> int:
+        """In one transaction, take runs (``take()``: pks, or runs already re-dispatched with
+        ``promoted``), give them a new dispatch and send it: enqueued (marked as such once they
+        reached the queue), or run here under the immediate backend."""
         immediate = self.is_immediate
         with transaction.atomic():
-            runs: list[Run] = take(self.enqueues_in_transaction and not immediate)
+            taken = take()
+            runs: list[Run] = taken if promoted else self.storage.redispatch(
+                taken, mark_enqueued=self._enqueued_at_once())
             if runs and not immediate:
-                self._enqueue(None, runs)
+                self._enqueue(None, runs, written=False)
         if runs and immediate:
             self.run_pending_steps({r.instance_pk for r in runs})
         return len(runs)
-
-
-def _same_database_queue(backend: Any) -> bool:
-    """Whether ``backend`` is django-tasks-db writing its tasks to our database."""
-    try:
-        from django_tasks_db.backend import DatabaseBackend
-    except ImportError:  # pragma: no cover - the worker extra is not installed
-        return False
-    if not isinstance(backend, DatabaseBackend):
-        return False
-    from django_tasks_db.models import DBTaskResult
-
-    return bool(router.db_for_write(DBTaskResult) == router.db_for_write(WorkflowInstance))
 
 
 _runner: DjangoRunner | None = None

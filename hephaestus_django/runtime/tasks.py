@@ -21,12 +21,12 @@ def advance(instance_pk: int, steps: list[list[Any]]) -> int:
 
 
 @task()
-def run_step(instance_pk: int, step: str, attempt: int = 1) -> str:
-    """Queue backends: claim and execute one step of one instance, then carry the instance on
-    (its next steps, up to ``MAX_INLINE_STEPS`` per task)."""
+def run_step(token: str) -> str:
+    """Queue backends: claim the run dispatched with ``token``, execute its step, then carry the
+    instance on (its next steps, up to ``MAX_INLINE_STEPS`` per task)."""
     from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_runner().run_step_task(instance_pk, step, attempt)
+    return get_runner().run_step_task(token)
 
 
 @task()

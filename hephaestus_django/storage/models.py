@@ -194,6 +194,11 @@ class StepRun(models.Model):
     #: The task that runs it reached the queue (or the process that wrote it runs it itself).
     enqueued = models.BooleanField(_("enqueued"), default=False)
     worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
+    #: Identifies this dispatch: the task claims the run by it; a new attempt or a re-dispatch gets
+    #: a new one. With django-tasks-db on the same database it is the task's id too.
+    token = models.UUIDField(_("token"), unique=True)
+    #: The task backend's id of the task that runs it (other backends, once enqueued).
+    task_id = models.CharField(_("task id"), max_length=255, blank=True, default="")
     dispatched_at = models.DateTimeField(_("dispatched"))
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)

@@ -7,6 +7,7 @@ data-modifying CTE (:func:`write_sql`). Elsewhere it is one statement per table 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -33,6 +34,8 @@ from hephaestus_django.storage.sql import (
     RUN_COLUMNS,
     claim_sql,
     create_sql,
+    extra_shape,
+    extra_values,
     pg_adapters,
     slot_lock,
     write_sql,
@@ -156,13 +159,26 @@ def _run_values(run: Run, now: datetime) -> dict[str, Any]:
     claimed = run.state == CLAIMED
     return {"step": run.step, "attempt": run.attempt, "state": run.state, "queue_name": run.queue_name,
             "priority": run.priority, "concurrency_limit": run.limit, "enqueued": run.enqueued,
-            "worker": run.worker if claimed else "", "dispatched_at": now,
-            "claimed_at": now if claimed else None, "heartbeat_at": now if claimed else None}
+            "worker": run.worker if claimed else "", "token": run.token or str(uuid.uuid4()), "task_id": "",
+            "dispatched_at": now, "claimed_at": now if claimed else None, "heartbeat_at": now if claimed else None}
 
 
-def _run_from_row(row: StepRun) -> Run:
-    return Run(row.instance_id, row.step, row.attempt, row.state, row.queue_name, row.priority,
-               row.concurrency_limit, row.enqueued, row.worker)
+def _run_from_row(row: Any, prefix: str = "") -> Run:
+    def get(name: str) -> Any:
+        return getattr(row, prefix + name)
+
+    return Run(get("instance_id") if not prefix else row.pk, get("step"), get("attempt"), get("state"),
+               get("queue_name"), get("priority"), get("concurrency_limit"), get("enqueued"), get("worker"),
+               str(get("token")))
+
+
+def _insert_extra(rows: Sequence[Any]) -> None:
+    """Insert unsaved model instances (ORM path), one bulk INSERT per model."""
+    by_model: dict[type[Any], list[Any]] = {}
+    for row in rows:
+        by_model.setdefault(type(row), []).append(row)
+    for model, objs in by_model.items():
+        model._default_manager.bulk_create(objs)
 
 
 
@@ -179,8 +195,14 @@ class DjangoStorage:
     def atomic(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
 
+    def writes_alone(self) -> bool:
+        """PostgreSQL, outside any transaction: every write of ours is one statement (a data-modifying
+        CTE), atomic by itself. Inside a caller's transaction a write keeps its savepoint, so that a
+        refused value never aborts the caller's transaction."""
+        return connection.vendor == "postgresql" and not connection.in_atomic_block
+
     # ---- instances ------------------------------------------------------------------------------------
-    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = ()) -> None:
+    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = (), extra: Sequence[Any] = ()) -> None:
         now = clock.now()
         fields = row_fields(instance)
         # Two global starts of one id collide on the unique slot ("g|<id>"). A global start racing
@@ -194,9 +216,9 @@ class DjangoStorage:
                       workflow_version=instance.workflow_version, created_at=now, updated_at=now, revision=1,
                       history_length=0)
         if connection.vendor == "postgresql":
-            pk = self._create_pg(fields, runs, now)
+            pk = self._create_pg(fields, runs, extra, now)
         else:
-            pk = self._create_orm(fields, runs, now)
+            pk = self._create_orm(fields, runs, extra, now)
         if pk is None:
             raise AlreadyRunning(f"instance {instance.id} is already active in workflow {instance.workflow.name} "
                                  f"(unique scope {scope!r})")
@@ -207,19 +229,20 @@ class DjangoStorage:
             HistoryEntry.objects.bulk_create(_history_rows(instance))
         instance.mark_persisted()
 
-    def _create_pg(self, fields: dict[str, Any], runs: Sequence[Run], now: datetime) -> Any:
+    def _create_pg(self, fields: dict[str, Any], runs: Sequence[Run], extra: Sequence[Any], now: datetime) -> Any:
         """One statement, no savepoint: a taken uniqueness slot inserts nothing (``None``)."""
         adapt = pg_adapters()
         params = [adapt[name](value) for name, value in fields.items()]
         for run in runs:
             values = _run_values(run, now)
             params.extend(values[c] for c in RUN_COLUMNS)
+        params.extend(extra_values(extra))
         with connection.cursor() as cursor:
-            cursor.execute(create_sql(tuple(fields), len(runs)), params)
+            cursor.execute(create_sql(tuple(fields), len(runs), extra_shape(extra)), params)
             row = cursor.fetchone()
         return None if row is None else row[0]
 
-    def _create_orm(self, fields: dict[str, Any], runs: Sequence[Run], now: datetime) -> Any:
+    def _create_orm(self, fields: dict[str, Any], runs: Sequence[Run], extra: Sequence[Any], now: datetime) -> Any:
         try:
             with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
                 row = WorkflowInstance.objects.create(**fields)
@@ -227,6 +250,7 @@ class DjangoStorage:
             return None
         if runs:
             StepRun.objects.bulk_create([StepRun(instance_id=row.pk, **_run_values(r, now)) for r in runs])
+        _insert_extra(extra)
         return row.pk
 
     def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
@@ -255,15 +279,16 @@ class DjangoStorage:
         entries = list(HistoryEntry.objects.filter(instance_id=row.pk).order_by("seq")) if history else None
         return to_instance(row, entries)
 
-    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None) -> None:
-        self._write(instance, runs, release, check_revision=False, holder=None)
+    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+             extra: Sequence[Any] = ()) -> None:
+        self._write(instance, runs, release, extra, check_revision=False, holder=None)
 
     def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
-                          holder: tuple[str, int] | None = None) -> bool:
-        return self._write(instance, runs, release, check_revision=True, holder=holder)
+                          holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
+        return self._write(instance, runs, release, extra, check_revision=True, holder=holder)
 
-    def _write(self, instance: Instance, runs: Sequence[Run], release: str | None, *, check_revision: bool,
-               holder: tuple[str, int] | None) -> bool:
+    def _write(self, instance: Instance, runs: Sequence[Run], release: str | None, extra: Sequence[Any], *,
+               check_revision: bool, holder: tuple[str, int] | None) -> bool:
         """Store the state, the new history entries and the run changes: on PostgreSQL one
         statement (see :func:`write_sql`), elsewhere one per table. With ``check_revision`` (and
         ``holder``) nothing is written unless the stored revision is still the instance's (and the
@@ -283,10 +308,10 @@ class DjangoStorage:
         try:  # only a retried instance can collide: another run of its id started meanwhile
             if connection.vendor == "postgresql":
                 updated = self._write_pg(instance, fields, entries, runs, release, finished, check_revision, holder,
-                                         now)
+                                         extra, now)
             else:
                 updated = self._write_orm(instance, fields, entries, runs, release, finished, check_revision,
-                                          holder, now)
+                                          holder, extra, now)
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
                 from None
@@ -299,7 +324,7 @@ class DjangoStorage:
 
     def _write_pg(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
                   runs: Sequence[Run], release: str | None, finished: bool, check_revision: bool,
-                  holder: tuple[str, int] | None, now: datetime) -> int:
+                  holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
         adapt = pg_adapters()
         params: list[Any] = [adapt[name](value) for name, value in fields.items()]
         params.append(instance.pk)
@@ -314,8 +339,9 @@ class DjangoStorage:
         for run in runs:
             values = _run_values(run, now)
             params.extend(values[c] for c in RUN_COLUMNS)
+        params.extend(extra_values(extra))
         sql = write_sql(tuple(fields), check_revision, holder is not None, len(entries), release is not None,
-                         finished, len(runs))
+                        finished, len(runs), extra_shape(extra))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -323,7 +349,7 @@ class DjangoStorage:
 
     def _write_orm(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
                    runs: Sequence[Run], release: str | None, finished: bool, check_revision: bool,
-                   holder: tuple[str, int] | None, now: datetime) -> int:
+                   holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
         target = WorkflowInstance.objects.filter(pk=instance.pk)
         if check_revision:
             target = target.filter(revision=instance.revision)
@@ -342,6 +368,7 @@ class DjangoStorage:
         if ended:
             StepRun.objects.filter(ended, instance_id=instance.pk).delete()
         self._write_runs(instance.pk, runs, now)
+        _insert_extra(extra)
         return updated
 
     # ---- runs -------------------------------------------------------------------------------------------
@@ -351,42 +378,45 @@ class DjangoStorage:
                                         update_conflicts=True, unique_fields=["instance", "step"],
                                         update_fields=list(RUN_COLUMNS[1:]))
 
-    def write_runs(self, instance: Instance, runs: Sequence[Run]) -> None:
+    def write_runs(self, instance: Instance, runs: Sequence[Run], extra: Sequence[Any] = ()) -> None:
         self._write_runs(instance.pk, runs, clock.now())
+        _insert_extra(extra)
 
-    def claim(self, instance_pk: Any, step: str, attempt: int, worker: str, *,
-              load: bool = True) -> tuple[str, Instance | None]:
+    def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
         now = clock.now()
         if load and connection.vendor == "postgresql":
-            rows = list(WorkflowInstance.objects.raw(claim_sql(), [worker, now, now, instance_pk, step, attempt]))
+            rows = list(WorkflowInstance.objects.raw(claim_sql(), [worker, now, now, token]))
             if rows:
-                return CLAIMED, to_instance(rows[0])
+                return CLAIMED, to_instance(rows[0]), _run_from_row(rows[0], prefix="run_")
         else:
-            claimed = StepRun.objects.filter(instance_id=instance_pk, step=step, attempt=attempt, state=QUEUED,
-                                             concurrency_limit__isnull=True) \
+            claimed = StepRun.objects.filter(token=token, state=QUEUED, concurrency_limit__isnull=True) \
                 .update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True)
             if claimed:
-                return CLAIMED, self.load_pk(instance_pk) if load else None
-        limit = StepRun.objects.filter(instance_id=instance_pk, step=step, attempt=attempt, state=QUEUED) \
-            .values_list("concurrency_limit", flat=True).first()
-        if limit is None:
-            return "missing", None
-        return self._claim_slot(instance_pk, step, attempt, worker, limit, load, now)
+                row = StepRun.objects.get(token=token)
+                return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+        row = StepRun.objects.filter(token=token, state=QUEUED).first()
+        if row is None or row.concurrency_limit is None:
+            return "missing", None, None
+        return self._claim_slot(row, worker, load, now)
 
-    def _claim_slot(self, instance_pk: Any, step: str, attempt: int, worker: str, limit: int, load: bool,
-                    now: datetime) -> tuple[str, Instance | None]:
-        """Claim a run of a step with a concurrency limit: only while fewer than ``limit`` of its runs
-        are claimed, counted under a per-step lock; otherwise the run is throttled."""
+    def _claim_slot(self, row: StepRun, worker: str, load: bool,
+                    now: datetime) -> tuple[str, Instance | None, Run | None]:
+        """Claim a run of a step with a concurrency limit: only while fewer than its limit of that
+        step's runs are claimed, counted under a per-step lock; otherwise the run is throttled."""
         with transaction.atomic():
-            slot_lock(step)
-            busy = StepRun.objects.filter(step=step, state=CLAIMED, concurrency_limit__isnull=False).count()
-            target = StepRun.objects.filter(instance_id=instance_pk, step=step, attempt=attempt, state=QUEUED)
-            if busy >= limit:
+            slot_lock(row.step)
+            busy = StepRun.objects.filter(step=row.step, state=CLAIMED, concurrency_limit__isnull=False).count()
+            target = StepRun.objects.filter(pk=row.pk, state=QUEUED)
+            if busy >= (row.concurrency_limit or 0):
                 throttled = target.update(state=THROTTLED, enqueued=False, worker="")
-                return (THROTTLED if throttled else "missing"), None
+                return (THROTTLED, None, _run_from_row(row)) if throttled else ("missing", None, None)
             if not target.update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True):
-                return "missing", None
-        return CLAIMED, self.load_pk(instance_pk) if load else None
+                return "missing", None, None
+        return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+
+    def run_instance_pk(self, token: str) -> Any:
+        """The instance of the run dispatched with ``token`` (``None``: no such run)."""
+        return StepRun.objects.filter(token=token).values_list("instance_id", flat=True).first()
 
     def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
         return StepRun.objects.filter(instance_id=instance_pk, step=step, worker=worker, attempt=attempt,
@@ -410,8 +440,8 @@ class DjangoStorage:
                        .values_list("pk", flat=True)[:count])
             if not pks:
                 return []
-            StepRun.objects.filter(pk__in=pks).update(state=QUEUED, enqueued=enqueued)
-            return [_run_from_row(r) for r in StepRun.objects.filter(pk__in=pks)]
+            StepRun.objects.filter(pk__in=pks).update(state=QUEUED)
+            return self.redispatch(pks, mark_enqueued=enqueued)
 
     def heartbeat(self, worker: str, instance_pks: Iterable[Any]) -> int:
         """Show that ``worker`` is alive and still working on its claims of ``instance_pks``."""
@@ -439,28 +469,40 @@ class DjangoStorage:
         return bool(StepRun.objects.filter(pk=lost.pk, state=CLAIMED, worker=lost.worker,
                                            heartbeat_at=lost.heartbeat).delete()[0])
 
-    def take_undispatched(self, cutoff: datetime, *, enqueued: bool, mark_enqueued: bool,
-                          limit: int = 1000) -> list[Run]:
-        """Inside the caller's transaction: queued runs of dispatchable instances, dispatched before
-        ``cutoff`` and (``enqueued`` False) never marked as having reached the queue, or (True) sent
-        but never claimed. They are stamped as dispatched now (``mark_enqueued``: and enqueued); the
-        caller sends them again."""
-        pks = list(StepRun.objects.select_for_update(skip_locked=True, of=("self",))
-                   .filter(state=QUEUED, enqueued=enqueued, dispatched_at__lt=cutoff,
-                           instance__status__in=DISPATCHABLE_VALUES)
-                   .order_by("dispatched_at", "pk").values_list("pk", flat=True)[:limit])
-        if not pks:
-            return []
-        StepRun.objects.filter(pk__in=pks).update(dispatched_at=clock.now(), enqueued=mark_enqueued)
-        return [_run_from_row(r) for r in StepRun.objects.filter(pk__in=pks).order_by("dispatched_at", "pk")]
+    def undispatched(self, cutoff: datetime, *, enqueued: bool, limit: int = 1000,
+                     unless_waiting: Any = None) -> list[Any]:
+        """Inside the caller's transaction, locked: pks of queued runs of dispatchable instances
+        dispatched before ``cutoff`` and (``enqueued`` False) never marked as having reached the
+        queue, or (True) sent. ``unless_waiting``: a query of the tokens whose task still waits in
+        the queue (those are left alone)."""
+        qs = StepRun.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            state=QUEUED, enqueued=enqueued, dispatched_at__lt=cutoff, instance__status__in=DISPATCHABLE_VALUES)
+        if unless_waiting is not None:
+            qs = qs.exclude(token__in=unless_waiting)
+        return list(qs.order_by("dispatched_at", "pk").values_list("pk", flat=True)[:limit])
 
-    def mark_enqueued(self, runs: Iterable[Run]) -> None:
-        """Record that the tasks of ``runs`` reached the queue (those still queued)."""
-        condition = Q()
-        for run in runs:
-            condition |= Q(instance_id=run.instance_pk, step=run.step, attempt=run.attempt)
-        if condition:
-            StepRun.objects.filter(condition, state=QUEUED, enqueued=False).update(enqueued=True)
+    def enqueued_runs(self, cutoff: datetime, limit: int = 200) -> list[tuple[Any, str]]:
+        """(pk, task id) of queued runs enqueued before ``cutoff`` with a known task id."""
+        return list(StepRun.objects.filter(state=QUEUED, enqueued=True, dispatched_at__lt=cutoff,
+                                           instance__status__in=DISPATCHABLE_VALUES).exclude(task_id="")
+                    .order_by("dispatched_at", "pk").values_list("pk", "task_id")[:limit])
+
+    def redispatch(self, pks: Iterable[Any], *, mark_enqueued: bool) -> list[Run]:
+        """Give queued runs a new dispatch (a new token: their old task, if it ever runs, finds
+        nothing to claim), stamped now; the caller sends them."""
+        now = clock.now()
+        runs = []
+        for pk in pks:
+            token = str(uuid.uuid4())
+            if StepRun.objects.filter(pk=pk, state=QUEUED).update(token=token, dispatched_at=now, task_id="",
+                                                                   enqueued=mark_enqueued):
+                runs.append(_run_from_row(StepRun.objects.get(pk=pk)))
+        return runs
+
+    def mark_enqueued(self, sent: Iterable[tuple[Run, str]]) -> None:
+        """Record that the tasks of these runs reached the queue, with the backend's task ids."""
+        for run, task_id in sent:
+            StepRun.objects.filter(token=run.token, state=QUEUED).update(enqueued=True, task_id=task_id[:255])
 
     def throttled_steps(self) -> list[tuple[str, int, int]]:
         """(step, limit, free slots) of every step with throttled runs and a free slot."""

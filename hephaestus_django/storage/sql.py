@@ -19,10 +19,49 @@ from hephaestus_django.storage.models import Timer as TimerRow
 HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
                     "delay")
 RUN_COLUMNS = ("step", "attempt", "state", "queue_name", "priority", "concurrency_limit", "enqueued", "worker",
-                "dispatched_at", "claimed_at", "heartbeat_at")
+                "token", "task_id", "dispatched_at", "claimed_at", "heartbeat_at")
 _SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
               "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision",
-              "BooleanField": "boolean", "SmallIntegerField": "smallint", "BigIntegerField": "bigint"}
+              "BooleanField": "boolean", "SmallIntegerField": "smallint", "BigIntegerField": "bigint",
+              "IntegerField": "integer", "UUIDField": "uuid", "PositiveSmallIntegerField": "smallint"}
+
+
+def _cast(field: Any) -> str:
+    """The type to cast a parameter to for ``field`` (never a length: too long values must fail)."""
+    return _SQL_TYPES.get(field.get_internal_type()) or field.db_type(connection)
+
+
+def extra_values(rows: Any) -> list[Any]:
+    """Parameters of unsaved model instances, column by column, prepared as an INSERT would."""
+    params = []
+    for row in rows:
+        for field in row._meta.concrete_fields:
+            params.append(field.get_db_prep_save(field.pre_save(row, True), connection))
+    return params
+
+
+def extra_shape(rows: Any) -> tuple[tuple[type[Any], int], ...]:
+    """(model, number of rows) for each run of consecutive rows of one model."""
+    shape: list[tuple[type[Any], int]] = []
+    for row in rows:
+        if shape and shape[-1][0] is type(row):
+            shape[-1] = (type(row), shape[-1][1] + 1)
+        else:
+            shape.append((type(row), 1))
+    return tuple(shape)
+
+
+def _extra_sql(source: str, shape: tuple[tuple[type[Any], int], ...]) -> list[str]:
+    """CTE parts inserting the extra rows, only when ``source`` (the write) returned its row."""
+    parts = []
+    for index, (model, rows) in enumerate(shape):
+        fields = model._meta.concrete_fields
+        names = ", ".join(_qn(f.column) for f in fields)
+        casts = ", ".join(f"%s::{_cast(f)}" for f in fields)
+        values = ", ".join(f"({casts})" for _ in range(rows))
+        parts.append(f"x{index} AS (INSERT INTO {_qn(model._meta.db_table)} ({names}) "
+                     f"SELECT v.* FROM {source} CROSS JOIN (VALUES {values}) AS v)")
+    return parts
 
 
 def _same(value: Any) -> Any:
@@ -58,7 +97,7 @@ def _column(model: type[Any], name: str) -> str:
 def _values_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
     """``(VALUES (%s::type, ...), ...)`` for ``rows`` rows of ``columns`` (casts let PostgreSQL type
     the rows of a VALUES list without looking at the target table)."""
-    casts = ", ".join(f"%s::{_SQL_TYPES[model._meta.get_field(c).get_internal_type()]}" for c in columns)
+    casts = ", ".join(f"%s::{_cast(model._meta.get_field(c))}" for c in columns)
     return "(VALUES " + ", ".join(f"({casts})" for _ in range(rows)) + ")"
 
 
@@ -80,7 +119,7 @@ def _runs_sql(source: str, rows: int) -> str:
 
 @functools.lru_cache(maxsize=256)
 def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entries: int, release: bool,
-               finished: bool, runs: int) -> str:
+              finished: bool, runs: int, extra: tuple[tuple[type[Any], int], ...] = ()) -> str:
     """The statement that stores a state change, built once per shape (identifiers from the models'
     metadata; every value is a parameter). One data-modifying CTE: the instance UPDATE (guarded by
     its revision, and by the run its worker holds), the INSERT of its history entries, the DELETE of
@@ -113,11 +152,12 @@ def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entr
         parts.append(f"t AS (DELETE FROM {timer_table} t USING u WHERE t.{_column(TimerRow, 'instance')} = u.{pk})")
     if runs:
         parts.append(f"n AS ({_runs_sql('u', runs)})")
+    parts.extend(_extra_sql("u", extra))
     return "WITH " + ", ".join(parts) + " SELECT count(*) FROM u"
 
 
 @functools.lru_cache(maxsize=64)
-def create_sql(columns: tuple[str, ...], runs: int) -> str:
+def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Any], int], ...] = ()) -> str:
     """Insert an instance (nothing when its uniqueness slot is taken) and its first runs, in one statement."""
     meta = WorkflowInstance._meta
     pk, slot = _qn(meta.pk.column), _column(WorkflowInstance, "unique_slot")
@@ -127,21 +167,25 @@ def create_sql(columns: tuple[str, ...], runs: int) -> str:
              f"ON CONFLICT ({slot}) WHERE {slot} IS NOT NULL DO NOTHING RETURNING {pk})"]
     if runs:
         parts.append(f"n AS ({_insert_from(StepRun, 'i', RUN_COLUMNS, runs)})")
+    parts.extend(_extra_sql("i", extra))
     return "WITH " + ", ".join(parts) + f" SELECT {pk} FROM i"
 
 
 @functools.cache
 def claim_sql() -> str:
-    """Claim a queued run without a concurrency limit and read its instance, in one statement."""
+    """Claim the queued run with a token (no concurrency limit) and read it and its instance, in one
+    statement; the run's columns come back prefixed ``run_``."""
     meta = WorkflowInstance._meta
     run_table = _qn(StepRun._meta.db_table)
     col = functools.partial(_column, StepRun)
     columns = ", ".join(f"w.{_qn(f.column)}" for f in meta.concrete_fields)
+    run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
     return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
             f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true "
-            f"WHERE {col('instance')} = %s AND {col('step')} = %s AND {col('attempt')} = %s "
-            f"AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL RETURNING {col('instance')}) "
-            f"SELECT {columns} FROM {_qn(meta.db_table)} w JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
+            f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
+            f"RETURNING *) "
+            f"SELECT {columns}, {run_columns} FROM {_qn(meta.db_table)} w "
+            f"JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
 
 
 def slot_lock(step: str) -> None:
