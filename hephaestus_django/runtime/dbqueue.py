@@ -12,9 +12,11 @@ Everything this module knows about django-tasks-db's table is here.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.db import router
+from django.db.models import Exists, OuterRef, Q
 
 from hephaestus_django.storage.models import WorkflowInstance
 
@@ -57,8 +59,10 @@ def announce(backend: Any, rows: Iterable[Any]) -> None:
         task_enqueued.send(type(backend), task_result=row.task_result)
 
 
-def waiting_tokens() -> Any:
-    """A query of the ids of the tasks still waiting in the queue (not taken by a worker)."""
+def still_coming(cutoff: datetime) -> Any:
+    """A condition on runs (``~Exists``): true when the run's task no longer waits in the queue and
+    was taken before ``cutoff`` (or is gone): a worker took it and died before claiming the run."""
     from django_tasks_db.models import DBTaskResult
 
-    return DBTaskResult.objects.filter(status="READY").values("id")
+    coming = DBTaskResult.objects.filter(Q(status="READY") | Q(started_at__gte=cutoff), id=OuterRef("token"))
+    return ~Exists(coming)

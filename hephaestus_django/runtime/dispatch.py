@@ -278,7 +278,7 @@ class DjangoRunner(Runner):
         sent = self._send_again(lambda: self.storage.undispatched(cutoff, enqueued=False))
         if self.enqueues_in_transaction:
             sent += self._send_again(lambda: self.storage.undispatched(
-                cutoff, enqueued=True, unless_waiting=dbqueue.waiting_tokens()))
+                cutoff, enqueued=True, where=dbqueue.still_coming(cutoff)))
         elif not self.is_immediate and getattr(self.backend, "supports_get_result", False):
             sent += self._send_again(lambda: self._taken_but_unclaimed(now))
         timeout = settings.DISPATCH_TIMEOUT
@@ -288,15 +288,19 @@ class DjangoRunner(Runner):
         return sent
 
     def _taken_but_unclaimed(self, now: datetime) -> list[Any]:
-        """Runs enqueued ``LEASE_SECONDS`` ago whose task the backend no longer has waiting."""
-        waiting = getattr(TaskResultStatus, "READY", None)
+        """Runs enqueued ``LEASE_SECONDS`` ago whose task the backend no longer has waiting, and
+        which a worker took more than the grace ago (or finished) without claiming the run."""
+        cutoff = now - timedelta(seconds=min(DISPATCH_GRACE_SECONDS, settings.LEASE_SECONDS))
         found = []
         for pk, task_id in self.storage.enqueued_runs(now - timedelta(seconds=settings.LEASE_SECONDS)):
             try:
-                status = self.backend.get_result(task_id).status
+                result = self.backend.get_result(task_id)
             except Exception:  # unknown to the backend (expired, pruned): it will never run
-                status = None
-            if status != waiting:
+                found.append(pk)
+                continue
+            status = getattr(result.status, "value", result.status)
+            started = getattr(result, "started_at", None)
+            if status in ("SUCCESSFUL", "FAILED") or (status == "RUNNING" and started is not None and started < cutoff):
                 found.append(pk)
         return found
 

@@ -469,16 +469,14 @@ class DjangoStorage:
         return bool(StepRun.objects.filter(pk=lost.pk, state=CLAIMED, worker=lost.worker,
                                            heartbeat_at=lost.heartbeat).delete()[0])
 
-    def undispatched(self, cutoff: datetime, *, enqueued: bool, limit: int = 1000,
-                     unless_waiting: Any = None) -> list[Any]:
+    def undispatched(self, cutoff: datetime, *, enqueued: bool, limit: int = 1000, where: Any = None) -> list[Any]:
         """Inside the caller's transaction, locked: pks of queued runs of dispatchable instances
         dispatched before ``cutoff`` and (``enqueued`` False) never marked as having reached the
-        queue, or (True) sent. ``unless_waiting``: a query of the tokens whose task still waits in
-        the queue (those are left alone)."""
+        queue, or (True) sent; ``where``: a further condition on them."""
         qs = StepRun.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             state=QUEUED, enqueued=enqueued, dispatched_at__lt=cutoff, instance__status__in=DISPATCHABLE_VALUES)
-        if unless_waiting is not None:
-            qs = qs.exclude(token__in=unless_waiting)
+        if where is not None:
+            qs = qs.filter(where)
         return list(qs.order_by("dispatched_at", "pk").values_list("pk", flat=True)[:limit])
 
     def enqueued_runs(self, cutoff: datetime, limit: int = 200) -> list[tuple[Any, str]]:

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
-QUEUE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+QUEUE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
 
 
 class Workers:
@@ -24,22 +24,25 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
         self.lease = "300"
+        self.max_inline = "100"
         self.settings = "tests.settings_worker"
 
-    def env(self) -> dict[str, str]:
+    def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "DJANGO_SETTINGS_MODULE": self.settings, "PYTHONPATH": str(ROOT),
-                "HEPHAESTUS_TEST_DB_NAME": connection.settings_dict["NAME"], "HEPHAESTUS_TEST_LEASE": self.lease}
+                "HEPHAESTUS_TEST_DB_NAME": connection.settings_dict["NAME"], "HEPHAESTUS_TEST_LEASE": self.lease,
+                "HEPHAESTUS_TEST_MAX_INLINE": self.max_inline, **extra}
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}-{len(self.procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "django", *args], env=self.env(), cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "django", *args], env=self.env(**(env or {})), cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
-    def db_worker(self) -> subprocess.Popen[bytes]:
+    def db_worker(self, app_name: str | None = None) -> subprocess.Popen[bytes]:
+        """A ``db_worker`` (``app_name``: the PostgreSQL application_name of its connections)."""
         return self._spawn("db_worker", "db_worker", "--no-startup-delay", "--interval", "0.05", "--queue-name", "*",
-                           "--no-reload")
+                           "--no-reload", env={"HEPHAESTUS_TEST_APP": app_name} if app_name else None)
 
     def hephaestus_worker(self) -> subprocess.Popen[bytes]:
         return self._spawn("hephaestus_worker", "hephaestus_worker", "--interval", "0.2")
