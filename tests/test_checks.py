@@ -91,3 +91,27 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     assert "hephaestus.E101" in result.stderr
     assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@override_settings(HEPHAESTUS={"RECOVERY_ATTEMPTS": 0, "MAX_INLINE_STEPS": "many", "DISPATCH_TIMEOUT": -1})
+def test_bad_runtime_settings():
+    messages = check_settings()
+    assert ids(messages) == ["hephaestus.E004", "hephaestus.E004", "hephaestus.E005"]
+    assert "HEPHAESTUS['RECOVERY_ATTEMPTS'] must be a positive int, not 0." in messages[0].msg
+    assert "HEPHAESTUS['MAX_INLINE_STEPS'] must be a positive int, not 'many'." in messages[1].msg
+    assert "DISPATCH_TIMEOUT'] must be None or a positive number of seconds, not -1." in messages[2].msg
+
+
+@override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}})
+def test_steps_routed_to_a_queue_the_backend_does_not_accept():
+    messages = check_task_backend()
+    mailer = [m for m in messages if "tests.workflows_faults.SMailer" in m.msg]
+    assert mailer and all(m.id == "hephaestus.E202" for m in messages)
+    assert "is routed to queue 'mail', which task backend 'default' does not accept (default)." in mailer[0].msg
+    assert any("queue 'flows'" in m.msg for m in messages)
+
+
+@override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend",
+                                      "QUEUES": ["default", "flows", "mail"]}})
+def test_steps_routed_to_accepted_queues_pass():
+    assert check_task_backend() == []

@@ -407,6 +407,7 @@ def _update_status(instance: Instance) -> None:
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
                effects: list[Effect], traceback: str | None, *, retryable: bool = True,
                max_attempts: int | None = None) -> None:
+    error = storable_text(error)  # an exception's message may hold what the database cannot store
     instance.current_step = step
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)
