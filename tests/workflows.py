@@ -349,5 +349,5 @@ class AtomicFlow(Workflow):
 
 
 # ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
-from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows
-from tests import workflows_faults  # noqa: E402, F401 - registers the fault and scale-out workflows
+# (the fault and scale-out tests' workflows live in tests/workflows_faults.py)
+from tests import workflows_commands, workflows_faults  # noqa: E402, F401 - registers them

@@ -533,8 +533,13 @@ class Runner:
                     step = engine.graph_of(instance).step(lost.step)
                     effects = None if step is None else engine.lose_claim(instance, step, lost.attempt, reason,
                                                                           recovery_attempts)
-                    if effects is None:  # the instance moved on: the run only had to go
-                        return True
+                    if effects is None:
+                        if step is not None and engine.may_run_later(instance, step):  # say, paused: kept for later
+                            queue, priority = routing(instance, step)
+                            self.storage.write_runs(instance, [Run(
+                                instance.pk, lost.step, lost.attempt, QUEUED, queue, priority, step.concurrency_limit,
+                                token=str(uuid.uuid4()))])
+                        return True  # otherwise the instance moved on: the run only had to go
                     runs, items = self._plan(instance, effects, mode)
                     self.storage.save(instance, runs, extra=self._companions(runs, mode))
                     items += self._after_write(instance, effects, runs, step, mode)

@@ -126,7 +126,7 @@ class DjangoRunner(Runner):
     def _task(self, task: Any, queue_name: str, priority: int) -> Any:
         """``task`` bound to the backend, queue and priority of a run (checked by the backend once)."""
         backend = self.backend
-        key = (task, queue_name, priority)
+        key = (task, queue_name, priority, id(backend))
         bound = self._handed.__dict__.setdefault("tasks", {}).get(key)
         if bound is None or bound.backend != settings.TASK_BACKEND:
             options: dict[str, Any] = {"backend": settings.TASK_BACKEND,

@@ -23,10 +23,10 @@ from hephaestus_django.testing import frozen_clock, run_until_idle
 from tests.models import Ledger
 from tests.workflows import FanOutFlow, PersistFlow, RJoin
 from tests.workflows_faults import (
+    L1,
     CFirst,
     FBackoff,
     HighPriorityFlow,
-    L1,
     LimitedFlow,
     LinearFlow,
     LowPriorityFlow,
@@ -65,6 +65,10 @@ def drain(limit: int | None = None) -> list[object]:
     if limit is None:
         raise AssertionError("more than 1000 tasks")
     return values
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"][:16] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
 
 
 def pk_of(instance_id: str) -> int:
@@ -201,6 +205,52 @@ def test_dispatch_timeout_sends_an_unclaimed_step_again(dummy, settings, django_
         assert len(dummy.results) == 2
         assert dummy.results[1].args == [str(StepRun.objects.get().token)] != dummy.results[0].args
         assert get_runner().redispatch_lost() == 0  # its dispatch time was renewed
+
+
+def test_a_task_taken_by_a_worker_that_died_before_claiming_is_sent_again(db_queue):
+    """The window between a worker taking a task and claiming its run: the run stays queued, its
+    task is no longer waiting. After the grace the run is dispatched again, with a new token."""
+    from django_tasks_db.models import DBTaskResult
+
+    runner = get_runner()
+    with frozen_clock() as clock:
+        LinearFlow.start("D1", {"i": 1})
+        LinearFlow.start("D2", {"i": 2})  # its task still waits in the queue: left alone
+        taken = DBTaskResult.objects.get(args_kwargs__args__0=str(StepRun.objects.get(
+            instance__instance_id="linear::D1").token))
+        taken.claim("dead-worker")  # taken... and the worker dies
+        DBTaskResult.objects.filter(pk=taken.pk).update(started_at=clock.now())
+        clock.advance(seconds=29)
+        assert runner.redispatch_lost() == 0
+        clock.advance(seconds=2)
+        assert runner.redispatch_lost() == 1
+        assert runner.redispatch_lost() == 0
+    run = StepRun.objects.get(instance__instance_id="linear::D1")
+    assert str(run.token) != str(taken.pk)
+    assert drain() == ["ran 5 step(s)", "ran 5 step(s)"]
+    from hephaestus_django.runtime.tasks import run_step
+
+    assert run_step.call(str(taken.pk)) == "skipped"  # the old task, if it ever runs, finds nothing
+    assert [i.status for i in h.list_instances(workflow="tests.LinearFlow")] == [Status.COMPLETED] * 2
+
+
+@pytest.mark.postgres
+def test_statements_of_a_queued_instance_on_postgresql(db_queue):
+    """Under django-tasks-db a start is one statement (the instance, its first run and its task
+    row); a worker's task is one claim (which reads the instance) and one statement per step."""
+    LinearFlow.start("P0", {"i": 0})
+    drain()
+    with CaptureQueriesContext(connection) as queries:
+        LinearFlow.start("P1", {"i": 1})
+    # (the savepoints are the test's transaction; outside one these statements run alone)
+    assert statements(queries) == ["WITH i AS (INSER"]
+    from hephaestus_django.runtime.tasks import run_step
+
+    token = str(StepRun.objects.get().token)
+    with CaptureQueriesContext(connection) as queries:
+        assert run_step.call(token) == "ran 5 step(s)"
+    ours = statements(queries)
+    assert ours == ["WITH c AS (UPDAT"] + ["WITH u AS (UPDAT"] * 5, ours
 
 
 # ---- lost claims: failed attempts, never more than max_attempts (SPEC §13) -----------------------------------

@@ -93,7 +93,8 @@ def test_workers_stopped_across_a_retry_due_time_keep_attempts_and_backoffs(work
     workers.db_worker()
     workers.db_worker()
     workers.hephaestus_worker()
-    wait_for(lambda: statuses("backoff::") == {"completed": 10}, 120, lambda: f"{statuses('backoff::')}\n{workers.logs()}")
+    wait_for(lambda: statuses("backoff::") == {"completed": 10}, 120,
+             lambda: f"{statuses('backoff::')}\n{workers.logs()}")
     for instance_id in ids:
         entries = h.get_instance(instance_id).execution_history
         assert [(e.kind, e.attempt) for e in entries[:3]] == [("retrying", 1), ("retrying", 2), ("completed", 3)]
@@ -115,8 +116,9 @@ def test_a_worker_killed_in_the_middle_of_a_continued_chain(workers, queue_backe
     workers.stop(victim, signal.SIGKILL)
     workers.db_worker()
     wait_for(lambda: h.get_instance("chainkill::C1").status == Status.COMPLETED, 90, workers.logs)
-    assert history("chainkill::C1") == [("completed", "CFirst", 1), ("retrying", "CMiddle", 1),
-                                        ("completed", "CMiddle", 2), ("completed", "CLast", 1), ("completed", "Done", 1)]
+    assert history("chainkill::C1") == [
+        ("completed", "CFirst", 1), ("retrying", "CMiddle", 1), ("completed", "CMiddle", 2), ("completed", "CLast", 1),
+        ("completed", "Done", 1)]
     assert [executions("chainkill::C1", s) for s in ("CFirst", "CMiddle", "CLast")] == [1, 2, 1]
     assert run_step_tasks() == 2  # the start's task, and the re-dispatch of the lost claim
 
