@@ -124,8 +124,9 @@ def execute_step(instance: Instance, step: type[Step], attempt: int = 1, *, thre
         else:
             outcome.result = step().execute(instance, config, instance.context)
     except Exception as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        outcome.traceback = tb.format_exc()
+        # the message may hold what the database (or a log stream) cannot store: NUL, lone surrogates
+        outcome.error = storable_text(f"{type(exc).__name__}: {exc}")
+        outcome.traceback = storable_text(tb.format_exc())
     outcome.duration = time.perf_counter() - started
     if step.timeout and not threaded and outcome.error is None and outcome.duration > step.timeout:
         outcome.error = f"TimeoutError: step {step.__qualname__} exceeded its timeout of {step.timeout:g}s"
