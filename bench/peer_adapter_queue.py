@@ -84,9 +84,9 @@ def run(shape: str, n: int, args: Any) -> dict[str, Any]:
     connection.close()  # the threads and the workers open their own
     from django_tasks_db.models import DBTaskResult
 
-    from bench.peer_adapter import _run_threads
-    from bench.workflows import SHAPES, step_result
-    from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
+    from bench.peer_adapter import _run_threads, verify
+    from bench.workflows import SHAPES
+    from hephaestus_django.storage.models import StepRun, WorkflowInstance
 
     workflow, steps = SHAPES[shape]
     key = workflow.unique.key
@@ -106,22 +106,11 @@ def run(shape: str, n: int, args: Any) -> dict[str, Any]:
         for proc in procs:
             proc.wait(30)
 
-    done = rows.filter(status="completed")
-    latencies = [(f - c).total_seconds() for c, f in done.values_list("created_at", "finished_at")]
-    bad = 0
-    for instance_id, context in done.values_list("instance_id", "context"):
-        i = int(instance_id.rsplit("run", 1)[1])
-        results = context["steps"]
-        if len(results) != steps or any(v != step_result(i, k) for k, v in results.items()):
-            bad += 1
-    history = HistoryEntry.objects.filter(instance__in=rows, kind="completed").count()
-    expected = n * (steps + 1)  # every step, and Done
     tasks = DBTaskResult.objects.count() - tasks_before
     failed_tasks = DBTaskResult.objects.filter(status="FAILED").count()
     left = StepRun.objects.count()
-    if not (len(latencies) == n and bad == 0 and history == expected and failed_tasks == 0 and left == 0):
-        raise RuntimeError(f"verification failed: {len(latencies)} completed, {bad} bad, {history}/{expected} "
-                           f"history, {failed_tasks} failed tasks, {left} runs left")
+    problems = f", {failed_tasks} failed tasks, {left} runs left" if failed_tasks or left else ""
+    latencies, history = verify(workflow, steps, n, problems)
     return {"wall_s": wall, "latencies_s": latencies,
             "verified": f"{n} completed, {steps} step results each checked, {history} history rows, "
                         f"{tasks} tasks ({tasks / n:g} per instance)",

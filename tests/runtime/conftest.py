@@ -91,3 +91,13 @@ def wait_for(condition: Callable[[], object], timeout: float, message: str | Cal
             return
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout}s: {message() if callable(message) else message}")
+
+
+def statuses(prefix: str) -> dict[str, int]:
+    """How many instances whose id starts with ``prefix`` are in each status."""
+    from hephaestus_django.storage.models import WorkflowInstance
+
+    counts: dict[str, int] = {}
+    for status in WorkflowInstance.objects.filter(instance_id__startswith=prefix).values_list("status", flat=True):
+        counts[status] = counts.get(status, 0) + 1
+    return counts

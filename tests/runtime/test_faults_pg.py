@@ -14,9 +14,9 @@ from django_tasks_db.models import DBTaskResult
 
 import hephaestus_django as h
 from hephaestus_django.core import Status
-from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
+from hephaestus_django.storage.models import HistoryEntry, StepRun
 from tests.models import Execution, Ledger
-from tests.runtime.conftest import wait_for
+from tests.runtime.conftest import statuses, wait_for
 from tests.workflows_faults import (
     POISONS,
     BackoffFlow,
@@ -33,13 +33,6 @@ from tests.workflows_faults import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def statuses(prefix: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in WorkflowInstance.objects.filter(instance_id__startswith=prefix).values_list("status", flat=True):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def history(instance_id: str) -> list[tuple[str, str, int]]:

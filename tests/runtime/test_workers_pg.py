@@ -15,7 +15,7 @@ from hephaestus_django.exceptions import NotWaiting
 from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance
 from hephaestus_django.testing import assert_path
 from tests.models import Ledger
-from tests.runtime.conftest import wait_for
+from tests.runtime.conftest import statuses, wait_for
 from tests.workflows import (
     AtomicFlow,
     EventTimeoutFlow,
@@ -27,13 +27,6 @@ from tests.workflows import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def statuses(prefix: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in WorkflowInstance.objects.filter(instance_id__startswith=prefix).values_list("status", flat=True):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def test_hundred_fan_outs_on_two_workers(workers, queue_backend, tmp_path):
