@@ -72,7 +72,7 @@ def _wait_completed(rows: Any, count: int, procs: list[subprocess.Popen[bytes]],
             raise RuntimeError(f"timed out: {rows.filter(status='completed').count()}/{count} completed")
         if any(p.poll() is not None for p in procs):
             raise RuntimeError("a db_worker process exited")
-        time.sleep(0.01)
+        time.sleep(0.05)
 
 
 def run(shape: str, n: int, args: Any) -> dict[str, Any]:

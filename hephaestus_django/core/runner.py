@@ -303,7 +303,15 @@ class Runner:
         with self._holding() as holding:
             for item in items:
                 holding.add(item.instance_pk)
-            while queue:
+            while True:
+                if not queue:  # the chain ended: other branches of the instance may wait in the queue
+                    if (instance is None or mode.here or mode.budget <= 0 or instance.status not in engine.DISPATCHABLE
+                            or not instance.running_steps):
+                        break
+                    stolen = self._take_sibling(instance, mode)
+                    if stolen is None:
+                        break
+                    queue.append(stolen)
                 item = queue.popleft()
                 other = instance is None or item.instance_pk != instance.pk
                 if not item.claimed or other:
@@ -328,6 +336,11 @@ class Runner:
                     holding.add(new.instance_pk)
                 queue.extend(new_items)
         return ran
+
+    def _take_sibling(self, instance: Instance, mode: Mode) -> Item | None:
+        """A queued run of ``instance`` (another branch of a fan-out, routed like this task) that no
+        worker has taken yet, claimed for this task, or ``None``. In memory: none."""
+        return None
 
     def _take(self, item: Item, *, load: bool) -> Instance | None:
         """Claim ``item``'s run unless this process holds it already, and (with ``load``) read its

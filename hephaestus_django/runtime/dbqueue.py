@@ -66,3 +66,11 @@ def still_coming(cutoff: datetime) -> Any:
 
     coming = DBTaskResult.objects.filter(Q(status="READY") | Q(started_at__gte=cutoff), id=OuterRef("token"))
     return ~Exists(coming)
+
+
+def take_sibling(storage: Any, instance_pk: Any, routing: tuple[str, int], worker: str) -> Any:
+    """Claim a queued run of the instance whose task nobody has taken, retiring the task."""
+    from django_tasks_db.models import DBTaskResult
+
+    return storage.steal(instance_pk, routing, worker, DBTaskResult, "READY", "SUCCESSFUL",
+                         "ran in the task that carried its instance on")

@@ -181,6 +181,16 @@ class DjangoRunner(Runner):
             transaction.on_commit(enqueue)
         return timers
 
+    def _take_sibling(self, instance: Instance, mode: Mode) -> Item | None:
+        """With django-tasks-db on our database: when a task's chain ends while other branches of
+        its instance still wait in the queue (a backlog keeps the other workers busy), the task
+        runs them too, retiring their task rows in the same statement; a branch another worker
+        already took is left to it."""
+        if not self.enqueues_in_transaction or mode.routing is None:
+            return None
+        run = dbqueue.take_sibling(self.storage, instance.pk, mode.routing, self.worker_id)
+        return None if run is None else Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)
+
     def _unknown_workflow(self, instance_pk: Any, exc: UnknownWorkflow) -> None:
         self.storage.fail_unknown(instance_pk, str(exc))
 

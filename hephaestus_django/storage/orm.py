@@ -38,6 +38,7 @@ from hephaestus_django.storage.sql import (
     extra_values,
     pg_adapters,
     slot_lock,
+    steal_sql,
     write_sql,
 )
 
@@ -385,7 +386,7 @@ class DjangoStorage:
     def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
         now = clock.now()
         if load and connection.vendor == "postgresql":
-            rows = list(WorkflowInstance.objects.raw(claim_sql(), [worker, now, now, token]))
+            rows = list(WorkflowInstance.objects.raw(claim_sql(self.writes_alone()), [worker, now, now, token]))
             if rows:
                 return CLAIMED, to_instance(rows[0]), _run_from_row(rows[0], prefix="run_")
         else:
@@ -413,6 +414,23 @@ class DjangoStorage:
             if not target.update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True):
                 return "missing", None, None
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+
+    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
+              done: str, note: Any) -> Run | None:
+        """PostgreSQL: claim for ``worker`` a queued run of the instance (with this routing, no
+        concurrency limit) whose task still waits in ``tasks`` (a task table of this database whose
+        ids are the runs' tokens), marking that task ``done`` with ``note``, in one statement."""
+        if connection.vendor != "postgresql":
+            return None
+        now = clock.now()
+        with connection.cursor() as cursor:
+            note_value = tasks._meta.get_field("return_value").get_db_prep_save(note, connection)
+            cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()), [instance_pk, routing[0], routing[1], now, now, note_value,
+                                                           worker, now, now])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return Run(instance_pk, row[0], row[1], CLAIMED, routing[0], routing[1], None, True, worker, str(row[2]))
 
     def run_instance_pk(self, token: str) -> Any:
         """The instance of the run dispatched with ``token`` (``None``: no such run)."""

@@ -171,8 +171,15 @@ def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Any]
     return "WITH " + ", ".join(parts) + f" SELECT {pk} FROM i"
 
 
-@functools.cache
-def claim_sql() -> str:
+#: In the select list of a claim made outside any transaction: its (implicit) transaction commits
+#: without waiting for the WAL to reach the disk. A claim lost in a database crash is harmless:
+#: the run is still queued and its task is taken, which recovery notices after the grace (and
+#: any outcome written later is durable, and flushes the claim's WAL with it).
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true) AS async_commit"
+
+
+@functools.lru_cache(maxsize=4)
+def claim_sql(async_commit: bool = False) -> str:
     """Claim the queued run with a token (no concurrency limit) and read it and its instance, in one
     statement; the run's columns come back prefixed ``run_``."""
     meta = WorkflowInstance._meta
@@ -180,12 +187,34 @@ def claim_sql() -> str:
     col = functools.partial(_column, StepRun)
     columns = ", ".join(f"w.{_qn(f.column)}" for f in meta.concrete_fields)
     run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
+    extra = f", {ASYNC_COMMIT}" if async_commit else ""
     return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
             f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true "
             f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
             f"RETURNING *) "
-            f"SELECT {columns}, {run_columns} FROM {_qn(meta.db_table)} w "
+            f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
             f"JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
+
+
+@functools.lru_cache(maxsize=4)
+def steal_sql(tasks: type[Any], ready: str, done: str, async_commit: bool) -> str:
+    """Claim a queued run of an instance whose task still waits unclaimed in a task table of this
+    database (``tasks``: its model; id = the run's token), and retire that task, in one statement
+    (committed asynchronously, like a claim)."""
+    run_table, task_table = _qn(StepRun._meta.db_table), _qn(tasks._meta.db_table)
+    col = functools.partial(_column, StepRun)
+    tcol = functools.partial(_column, tasks)
+    return (f"WITH t AS (SELECT {tcol('id')} AS id FROM {task_table} WHERE {tcol('id')} IN ("
+            f"SELECT {col('token')} FROM {run_table} WHERE {col('instance')} = %s AND {col('state')} = '{QUEUED}' "
+            f"AND {col('concurrency_limit')} IS NULL AND {col('queue_name')} = %s AND {col('priority')} = %s) "
+            f"AND {tcol('status')} = '{ready}' LIMIT 1 FOR UPDATE SKIP LOCKED), "
+            f"d AS (UPDATE {task_table} SET {tcol('status')} = '{done}', {tcol('started_at')} = %s, "
+            f"{tcol('finished_at')} = %s, {tcol('return_value')} = %s FROM t WHERE {task_table}.{tcol('id')} = t.id "
+            f"RETURNING t.id) "
+            f"UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, {col('claimed_at')} = %s, "
+            f"{col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d WHERE {col('token')} = d.id "
+            f"AND {col('state')} = '{QUEUED}' RETURNING {col('step')}, {col('attempt')}, {col('token')}"
+            + (f", {ASYNC_COMMIT}" if async_commit else ""))
 
 
 def slot_lock(step: str) -> None:

@@ -7,6 +7,8 @@ as a ``db_worker`` would; the tests with real worker processes are in ``test_fau
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -118,13 +120,46 @@ def test_max_inline_steps_bounds_a_task(db_queue):
 
 def test_a_fan_out_runs_one_branch_inline_and_enqueues_the_others(db_queue):
     FanOutFlow.start("C1", {})
-    values = drain()
-    # split + first branch; the two other branches, the last of which runs the join and ends it
-    assert sorted(values) == ["ran 1 step(s)", "ran 2 step(s)", "ran 2 step(s)"]
+    values = drain(limit=1)
+    assert task_rows().count() == 3  # the start's task, and one per branch it did not run inline
+    values += drain()
+    # split and a branch, then the two other branches (the last one runs the join); on PostgreSQL
+    # the first task also runs the two branches nobody took (the next test)
+    assert sum(int(v.split()[1]) for v in values) == 5 and values[0] in ("ran 2 step(s)", "ran 5 step(s)")
     instance = h.get_instance("fan::C1")
     assert instance.status == Status.COMPLETED
     assert instance.context.steps["r_join"] == {"branches": [1, 2, 3]}
     assert [e.step_name for e in instance.execution_history].count(RJoin.registry_name()) == 1
+
+
+@pytest.mark.postgres
+def test_a_task_whose_chain_ends_runs_the_branches_still_waiting_in_the_queue(db_queue):
+    """django-tasks-db on PostgreSQL: the branches nobody took yet run in the task that carried
+    the instance on, and their tasks are retired in the same statement (so a backlog costs one
+    task per instance); a branch another worker took is left to it."""
+    FanOutFlow.start("C2", {})
+    FanOutFlow.start("C3", {})
+    c3_branches = StepRun.objects.filter(instance__instance_id="fan::C3")
+    assert drain(limit=1) == ["ran 5 step(s)"]  # C2: split, three branches, join (and Done)
+    assert h.get_instance("fan::C2").status == Status.COMPLETED
+    retired = task_rows().filter(status="SUCCESSFUL", return_value="ran in the task that carried its instance on")
+    assert retired.count() == 2
+    from django_tasks_db.models import DBTaskResult
+
+    from hephaestus_django.runtime import dbqueue
+
+    # C3 with MAX_INLINE_STEPS=1: its split's task stops after the split; three branch tasks wait
+    db_queue.HEPHAESTUS = {"MAX_INLINE_STEPS": 1}
+    assert drain(limit=1) == ["ran 1 step(s)"]
+    assert DBTaskResult.objects.filter(status="READY").count() == 3
+    DBTaskResult.objects.filter(status="READY").first().claim("other-worker")  # another worker took one
+    runner = get_runner()
+    taken = [dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id) for _ in range(3)]
+    assert taken[2] is None  # the branch another worker took is left to it
+    assert {r.state for r in taken[:2]} == {CLAIMED}
+    assert set(c3_branches.filter(state=CLAIMED, worker=runner.worker_id).values_list("token", flat=True)) == \
+        {uuid.UUID(r.token) for r in taken[:2]}
+    assert DBTaskResult.objects.filter(status="SUCCESSFUL", pk__in=[r.token for r in taken[:2]]).count() == 2
 
 
 def test_each_step_is_committed_before_the_next_runs(db_queue):
