@@ -362,6 +362,11 @@ class DjangoStorage:
             return 0
         if entries:
             HistoryEntry.objects.bulk_create([HistoryEntry(instance_id=instance.pk, **v) for v in entries])
+        if release is not None and runs and not finished:
+            # the run that ended becomes the first one the change made runnable (a chain moves on):
+            # one UPDATE instead of a DELETE and an INSERT
+            if StepRun.objects.filter(instance_id=instance.pk, step=release).update(**_run_values(runs[0], now)):
+                release, runs = None, runs[1:]
         ended = Q(step=release) if release is not None else Q()
         if finished:
             ended |= ~Q(state=CLAIMED)
