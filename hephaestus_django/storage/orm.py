@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Max, Q
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
@@ -36,9 +36,13 @@ from hephaestus_django.storage.sql import (
     create_sql,
     extra_shape,
     extra_values,
+    insert_sql,
+    move_run_sql,
     pg_adapters,
+    prepared,
     slot_lock,
     steal_sql,
+    update_sql,
     write_sql,
 )
 
@@ -351,22 +355,28 @@ class DjangoStorage:
     def _write_orm(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
                    runs: Sequence[Run], release: str | None, finished: bool, check_revision: bool,
                    holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
-        target = WorkflowInstance.objects.filter(pk=instance.pk)
+        """Other databases: one plain statement per table touched (texts built once, no ORM query
+        compilation on the hot path)."""
+        params = prepared(WorkflowInstance, fields)
+        params.append(instance.pk)
         if check_revision:
-            target = target.filter(revision=instance.revision)
+            params.append(instance.revision)
         if holder is not None:
-            target = target.filter(Exists(StepRun.objects.filter(
-                instance_id=OuterRef("pk"), step=release, worker=holder[0], attempt=holder[1], state=CLAIMED)))
-        updated = target.update(**fields)
-        if not updated:
-            return 0
-        if entries:
-            HistoryEntry.objects.bulk_create([HistoryEntry(instance_id=instance.pk, **v) for v in entries])
-        if release is not None and runs and not finished:
-            # the run that ended becomes the first one the change made runnable (a chain moves on):
-            # one UPDATE instead of a DELETE and an INSERT
-            if StepRun.objects.filter(instance_id=instance.pk, step=release).update(**_run_values(runs[0], now)):
-                release, runs = None, runs[1:]
+            params.extend((instance.pk, release, holder[0], holder[1]))
+        with connection.cursor() as cursor:
+            cursor.execute(update_sql(tuple(fields), check_revision, holder is not None), params)
+            updated = int(cursor.rowcount)
+            if not updated:
+                return 0
+            if entries:
+                cursor.execute(insert_sql(HistoryEntry, HISTORY_COLUMNS, len(entries)),
+                               [p for e in entries for p in (instance.pk, *prepared(HistoryEntry, e))])
+            if release is not None and runs and not finished:
+                # the run that ended becomes the first one the change made runnable (a chain moves on):
+                # one UPDATE instead of a DELETE and an INSERT
+                cursor.execute(move_run_sql(), [*prepared(StepRun, _run_values(runs[0], now)), instance.pk, release])
+                if cursor.rowcount:
+                    release, runs = None, runs[1:]
         ended = Q(step=release) if release is not None else Q()
         if finished:
             ended |= ~Q(state=CLAIMED)
@@ -430,8 +440,8 @@ class DjangoStorage:
         now = clock.now()
         with connection.cursor() as cursor:
             note_value = tasks._meta.get_field("return_value").get_db_prep_save(note, connection)
-            cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()), [instance_pk, routing[0], routing[1], now, now, note_value,
-                                                           worker, now, now])
+            cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()),
+                           [instance_pk, routing[0], routing[1], now, now, note_value, worker, now, now])
             row = cursor.fetchone()
         if row is None:
             return None

@@ -222,3 +222,47 @@ def slot_lock(step: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hephaestus-slots:{step}"])
+
+
+# ---- other databases (SQLite): one plain statement per table, texts built once ------------------------
+@functools.cache
+def _prep(model: type[Any], name: str) -> Any:
+    field = model._meta.get_field(name)
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def prepared(model: type[Any], values: dict[str, Any]) -> list[Any]:
+    """``values`` as parameters for ``model``'s columns, prepared as the ORM would save them."""
+    return [_prep(model, name)(value) for name, value in values.items()]
+
+
+@functools.lru_cache(maxsize=64)
+def update_sql(columns: tuple[str, ...], check_revision: bool, holder: bool) -> str:
+    """UPDATE of an instance row, guarded by its revision and by the claim of its worker."""
+    meta = WorkflowInstance._meta
+    col = functools.partial(_column, StepRun)
+    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
+    where = f"{_qn(meta.pk.column)} = %s"
+    if check_revision:
+        where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
+    if holder:
+        where += (f" AND EXISTS (SELECT 1 FROM {_qn(StepRun._meta.db_table)} WHERE {col('instance')} = %s "
+                  f"AND {col('step')} = %s AND {col('worker')} = %s AND {col('attempt')} = %s "
+                  f"AND {col('state')} = '{CLAIMED}')")
+    return f"UPDATE {_qn(meta.db_table)} SET {sets} WHERE {where}"
+
+
+@functools.lru_cache(maxsize=64)
+def insert_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+    """INSERT of ``rows`` rows of ``model``, each with its instance and ``columns``."""
+    names = ", ".join(_column(model, c) for c in ("instance", *columns))
+    marks = "(" + ", ".join("%s" for _ in range(len(columns) + 1)) + ")"
+    return f"INSERT INTO {_qn(model._meta.db_table)} ({names}) VALUES {', '.join([marks] * rows)}"
+
+
+@functools.cache
+def move_run_sql() -> str:
+    """Turn the run of one step of an instance into another run (a chain moving on)."""
+    sets = ", ".join(f"{_column(StepRun, c)} = %s" for c in RUN_COLUMNS)
+    return (f"UPDATE {_qn(StepRun._meta.db_table)} SET {sets} "
+            f"WHERE {_column(StepRun, 'instance')} = %s AND {_column(StepRun, 'step')} = %s")
