@@ -279,6 +279,15 @@ class LimitedFlow(Workflow):
     transitions = {(CFirst, "done"): SLimited, (SLimited, "done"): CLast, (CLast, "done"): Done}
 
 
+class LimitedStartFlow(Workflow):
+    """Its start step has a concurrency limit."""
+
+    name = "tests.LimitedStartFlow"
+    unique = Unique(key="limitedstart")
+    start_step = SLimited
+    transitions = {(SLimited, "done"): Done}
+
+
 class SOrdered(Step):
     """Records the order in which executions run (the Ledger's ids increase)."""
 

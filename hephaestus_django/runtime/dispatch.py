@@ -115,7 +115,7 @@ class DjangoRunner(Runner):
         self._handed.instance = instance
         try:
             result = advance.using(backend=settings.TASK_BACKEND).enqueue(
-                instance.pk, [[i.step, i.attempt, i.claimed] for i in items])
+                instance.pk, [[i.step, i.attempt, i.claimed, i.token] for i in items])
         finally:
             self._handed.instance = None
         if getattr(result.status, "value", result.status) == TaskResultStatus.FAILED.value:  # either module's enum
@@ -196,11 +196,12 @@ class DjangoRunner(Runner):
 
     # ---- what tasks run --------------------------------------------------------------------------------
     def advance_inline(self, instance_pk: Any, items: list[list[Any]]) -> int:
-        """The immediate ``advance`` task: run ``items`` ([step, attempt, claimed]) of one instance
+        """The immediate ``advance`` task: run ``items`` ([step, attempt, claimed, token]) of one instance
         here, and everything they lead to."""
         handed = getattr(self._handed, "instance", None)
         instance = handed if handed is not None and handed.pk == instance_pk else None
-        work = [Item(instance_pk, str(step), int(attempt), bool(claimed)) for step, attempt, claimed in items]
+        work = [Item(instance_pk, str(step), int(attempt), bool(claimed), str(token))
+                for step, attempt, claimed, token in items]
         if instance is None and work and work[0].claimed:
             try:
                 instance = self.storage.load_pk(instance_pk)

@@ -13,7 +13,7 @@ from hephaestus_django.compat import task
 
 @task()
 def advance(instance_pk: int, steps: list[list[Any]]) -> int:
-    """Immediate backend: run ``steps`` ([[step_name, attempt, claimed], ...]) of one instance and
+    """Immediate backend: run ``steps`` ([[step_name, attempt, claimed, token], ...]) of one instance and
     everything they lead to, in the caller, iteratively; returns how many steps ran."""
     from hephaestus_django.runtime.dispatch import get_runner
 

@@ -30,6 +30,7 @@ from tests.workflows_faults import (
     FBackoff,
     HighPriorityFlow,
     LimitedFlow,
+    LimitedStartFlow,
     LinearFlow,
     LowPriorityFlow,
     RoutedFlow,
@@ -439,6 +440,8 @@ def test_concurrency_limited_steps_run_under_the_immediate_backend():
     for value in "DE":
         LimitedFlow.start(value, {"work": 0})
         assert h.get_instance(f"limited::{value}").status == Status.COMPLETED
+        LimitedStartFlow.start(value, {"work": 0})  # a limited start step: its slot is taken first
+        assert h.get_instance(f"limitedstart::{value}").status == Status.COMPLETED
     assert not StepRun.objects.exists()
 
 

@@ -1,4 +1,4 @@
-"""``manage.py hephaestus_worker``: fire due timers (and recover expired leases) in a loop."""
+"""``manage.py hephaestus_worker``: fire due timers and recover lost work in a loop (``runtime/worker.py``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def positive_seconds(text: str) -> float:
 
 
 class Command(HephaestusCommand):
-    help = "Fire due timers and recover expired leases, every --interval seconds until SIGTERM/Ctrl-C."
+    help = ("Fire due timers, recover lost claims and dispatches, and release throttled steps, every "
+            "--interval seconds until SIGTERM/Ctrl-C.")
     json_option = False
 
     def add_arguments(self, parser: CommandParser) -> None:
