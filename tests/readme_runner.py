@@ -7,11 +7,13 @@ The rules (the contributor docs repeat them):
   so it runs as ``myapp.workflows``: its workflows register under names nothing else uses, and
   ``mock.patch("myapp.workflows....")`` works). Tracebacks point at the Markdown file's lines.
 - A function named ``test_*`` that a block defines is called right after that block, with the
-  pytest fixtures its parameters name (``db``...).
+  pytest fixtures its parameters name (``db``...); a ``unittest.TestCase`` class it defines (Django's
+  ``TestCase``) is run with unittest's runner, and any failure or error fails.
 - In ``sh`` (or ``bash``, ``shell``, ``console``) blocks, each ``python manage.py COMMAND ...`` line
   runs through ``call_command`` and each ``curl ...`` line is sent to Django's test client (against
-  the ``urlpatterns`` the blocks defined); a non-2xx answer or a ``CommandError`` fails. Other
-  lines (``pip``, ``bash scripts/...``) are shown, not run. Lines ending in ``\\`` continue.
+  the ``urlpatterns`` the blocks defined); a non-2xx answer or a ``CommandError`` fails. A bare
+  ``python manage.py shell`` is not run: the ``python`` block after it is what one types in it.
+  Other lines (``pip``, ``bash scripts/...``) are shown, not run. Lines ending in ``\\`` continue.
 - A block preceded by ``<!-- not-run: reason -->`` (on the nearest non-blank line above its
   fence) is skipped; the reason is required. Use it only for what cannot run in a test (a
   long-running worker, a server).
@@ -27,6 +29,7 @@ import shlex
 import sys
 import textwrap
 import types
+import unittest
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,19 +173,36 @@ class ReadmeRunner:
 
     def run_python(self, block: Block) -> None:
         namespace = self.module.__dict__
-        before = {name: value for name, value in namespace.items() if name.startswith("test_")}
+        before = dict(namespace)
         # Leading newlines keep the Markdown's line numbers in tracebacks.
         source = "\n" * (block.line - 1) + block.code
         exec(compile(source, str(self.path), "exec"), namespace)  # noqa: S102 - the README is ours
         for name, value in list(namespace.items()):
-            if name.startswith("test_") and callable(value) and before.get(name) is not value:
+            if before.get(name) is value:
+                continue
+            if name.startswith("test_") and inspect.isfunction(value):
                 kwargs = {param: self.fixture(param) for param in inspect.signature(value).parameters}
                 value(**kwargs)
                 self.called_tests.append(name)
+            elif (isinstance(value, type) and issubclass(value, unittest.TestCase)
+                  and value.__module__ == self.module_name):
+                self.run_test_case(block, value)
+
+    def run_test_case(self, block: Block, case: type[unittest.TestCase]) -> None:
+        output = StringIO()
+        suite = unittest.defaultTestLoader.loadTestsFromTestCase(case)
+        names = [f"{case.__name__}.{test.id().rpartition('.')[2]}" for test in suite]
+        result = unittest.TextTestRunner(stream=output, verbosity=2).run(suite)
+        if not result.wasSuccessful() or not result.testsRun:
+            raise ReadmeError(f"{self.path.name}:{block.line}: {case.__name__} did not pass "
+                              f"({result.testsRun} run):\n{output.getvalue()}")
+        self.called_tests.extend(names)
 
     def run_shell(self, block: Block) -> None:
         for line, argv in shell_commands(block):
             if argv[:2] == ["python", "manage.py"] and len(argv) > 2:
+                if argv[2:] == ["shell"]:
+                    continue  # interactive: the next python block is the session
                 self.manage(line, argv[2:])
             elif argv[0] == "curl":
                 self.curl(line, argv[1:])

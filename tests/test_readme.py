@@ -1,4 +1,4 @@
-"""README.md runs as written: its blocks are read from the file at test time, never copied.
+"""README.md and the tutorial run as written: their blocks are read from the files at test time.
 
 The rules are in ``tests/readme_runner.py``: every ``python`` block in order in the module
 ``myapp.workflows``, ``python manage.py`` and ``curl`` lines of ``sh`` blocks, ``test_*`` functions
@@ -8,6 +8,7 @@ called, a block skipped only after a visible ``<!-- not-run: reason -->``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.dispatch import Signal
@@ -17,7 +18,9 @@ from hephaestus_django import signals
 from hephaestus_django.core import registry
 from tests.readme_runner import Block, ReadmeError, ReadmeRunner, extract_blocks, shell_commands
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+TUTORIAL = ROOT / "docs" / "tutorial.md"
 MODULE = "myapp.workflows"
 
 
@@ -33,10 +36,10 @@ def restored_receivers():
             signal.sender_receivers_cache.clear()
 
 
-@pytest.mark.django_db
-def test_readme_runs_as_written(request, restored_receivers):
-    blocks = extract_blocks(README.read_text(encoding="utf-8"))
-    runner = ReadmeRunner(README, MODULE, request.getfixturevalue)
+def run_markdown(path: Path, module_name: str, request: pytest.FixtureRequest) -> tuple[ReadmeRunner, Any]:
+    """Run ``path``'s blocks as ``module_name``; unregister the workflows they defined afterwards."""
+    blocks = extract_blocks(path.read_text(encoding="utf-8"))
+    runner = ReadmeRunner(path, module_name, request.getfixturevalue)
     before = set(registry.all_workflows())
     try:
         with runner.installed() as module, override_settings(ROOT_URLCONF=module):
@@ -44,6 +47,13 @@ def test_readme_runs_as_written(request, restored_receivers):
     finally:
         for workflow in set(registry.all_workflows()) - before:
             registry.unregister(workflow.name)
+    return runner, module
+
+
+@pytest.mark.django_db
+def test_readme_runs_as_written(request, restored_receivers):
+    runner, module = run_markdown(README, MODULE, request)
+    blocks = extract_blocks(README.read_text(encoding="utf-8"))
 
     # The tour is there and ran whole: a README with its blocks renamed or emptied fails here.
     assert {"ValidateOrder", "ChargePayment", "ReserveStock", "NotifyCustomer", "PackOrder", "AwaitPickup",
@@ -54,6 +64,18 @@ def test_readme_runs_as_written(request, restored_receivers):
     assert "POST /workflows/api/instances/order::A-20/resume/" in runner.requests
     skipped = [block for block in blocks if block.not_run is not None]
     assert len(skipped) <= 3, f"not-run is for what cannot run in a test, sparingly: {skipped}"
+
+
+@pytest.mark.django_db
+def test_the_tutorial_runs_as_written(request, restored_receivers):
+    """docs/tutorial.md, as ``expenses.workflows``: its shell session, commands and TestCase."""
+    runner, module = run_markdown(TUTORIAL, "expenses.workflows", request)
+    assert {"CheckClaim", "ManagerApproval", "PayClaim", "NotifyRejection", "ExpenseClaim"} <= set(vars(module))
+    assert {"ExpenseClaimTests.test_a_large_claim_can_be_rejected",
+            "ExpenseClaimTests.test_a_claim_without_an_amount_is_invalid"} <= set(runner.called_tests)
+    assert "hephaestus_resume claim::C-3 rejected" in runner.commands
+    skipped = [block.not_run for block in extract_blocks(TUTORIAL.read_text(encoding="utf-8")) if block.not_run]
+    assert len(skipped) == 4, skipped
 
 
 # ---- the runner itself --------------------------------------------------------------------------
