@@ -63,6 +63,20 @@ def test_workflows_are_autodiscovered():
     assert registry.is_registered("tests.PersistFlow")
 
 
+#: A workflows module whose only workflow is broken (its leaf is not Done).
+BROKEN_FLOW = """
+        from hephaestus_django import Step, Unique, Workflow
+
+        class Lonely(Step):
+            events = ("x",)
+
+        class BrokenFlow(Workflow):
+            unique = Unique(key="broken")
+            start_step = Lonely
+            transitions = {}
+"""
+
+
 def _broken_app(tmp_path: Path, source: str) -> dict[str, str]:
     """A ``brokenapp`` whose workflows module is ``source``, installed in settings: the env to run it."""
     app = tmp_path / "brokenapp"
@@ -150,17 +164,7 @@ def test_every_broken_workflow_of_a_module_is_reported(tmp_path):
 
 
 def test_an_import_that_stops_after_a_broken_workflow_reports_both(tmp_path):
-    env = _broken_app(tmp_path, """
-        from hephaestus_django import Step, Unique, Workflow
-
-        class Lonely(Step):
-            events = ("x",)
-
-        class BrokenFlow(Workflow):
-            unique = Unique(key="broken")
-            start_step = Lonely
-            transitions = {}
-
+    env = _broken_app(tmp_path, BROKEN_FLOW + """
         from hephaestus_django.core.registry import get_workflow
         FLOW = get_workflow("brokenapp.workflows.BrokenFlow")  # a broken workflow is not registered
     """)
@@ -180,28 +184,8 @@ def test_other_import_errors_are_not_hidden(tmp_path):
 
 def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     """A workflows module with a broken workflow: `check` names it (E101) and exits non-zero."""
-    app = tmp_path / "brokenapp"
-    app.mkdir()
-    (app / "__init__.py").write_text("")
-    (app / "workflows.py").write_text(textwrap.dedent("""
-        from hephaestus_django import Step, Unique, Workflow
-
-        class Lonely(Step):
-            events = ("x",)
-
-        class BrokenFlow(Workflow):
-            unique = Unique(key="broken")
-            start_step = Lonely
-            transitions = {}
-    """))
-    (tmp_path / "broken_settings.py").write_text(textwrap.dedent("""
-        from tests.settings import *  # noqa: F403
-        INSTALLED_APPS = [*INSTALLED_APPS, "brokenapp"]
-        DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-    """))
-    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "DJANGO_SETTINGS_MODULE": "broken_settings", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "django", "check"], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=120, check=False)
+    env = _broken_app(tmp_path, BROKEN_FLOW)
+    result = _django(env, "check")
     assert result.returncode == 1
     assert "hephaestus.E101" in result.stderr
     assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr
