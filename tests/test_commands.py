@@ -197,7 +197,7 @@ def test_cancel(waiting_id: str) -> None:
     assert out.startswith(f"Cancelled {waiting_id}.\n") and "status:          cancelled" in out
     before = snapshot()
     message = fails("hephaestus_cancel", waiting_id)
-    assert "only pending, running and waiting instances can be cancelled" in message
+    assert "only pending, running and waiting (or paused) instances can be cancelled" in message
     assert "no instance with id 'cmd::missing'" in fails("hephaestus_cancel", "cmd::missing")
     assert snapshot() == before
 
