@@ -123,7 +123,7 @@ class MemoryStorage:
     def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
         def wanted(timer: Timer) -> bool:
             if instance_pk is not None:
-                return timer.instance_pk == instance_pk
+                return bool(timer.instance_pk == instance_pk)
             owner = self._instances.get(timer.instance_pk)
             return owner is None or owner.status != Status.PAUSED
 

@@ -25,8 +25,8 @@ from hephaestus_django.core.effects import Effect, ExecuteStep
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
-from hephaestus_django.core.status import Status
 from hephaestus_django.core.runner import Runner, telemetry_runner
+from hephaestus_django.core.status import Status
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
