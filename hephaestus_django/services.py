@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from hephaestus_django.core import facade
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.runtime.dispatch import get_runner
 
-__all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "pause",
+__all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "migrate_many", "pause",
            "pause_schedule", "plan_migration", "resume", "retry", "start_instance", "unpause", "unpause_schedule"]
 
 
@@ -60,12 +61,72 @@ def migrate(id: str, *, to_version: int, step_map: dict[str, str] | None = None,
     return get_runner().migrate(id, to_version=to_version, step_map=step_map, workflow=workflow)
 
 
-def plan_migration(id: str, *, to_version: int, step_map: dict[str, str] | None = None,
-                   workflow: Any = None) -> dict[str, str]:
-    """What :func:`migrate` would do, without doing it: {step registry name now: after}."""
+def plan_migration(row: Any, *, to_version: int, step_map: dict[str, str] | None = None) -> dict[str, str]:
+    """What :func:`migrate` would do to the instance stored in ``row`` (a ``WorkflowInstance``),
+    without doing it: {step registry name now: after}; ``MigrationError`` when it cannot move."""
+    from hephaestus_django.storage.orm import to_instance
+
+    return get_runner().plan_migration(to_instance(row), to_version=to_version, step_map=step_map)
+
+
+@dataclass
+class MigrationReport:
+    """What :func:`migrate_many` did (or, with ``dry_run``, would do)."""
+
+    workflow: str
+    from_version: int
+    to_version: int
+    dry_run: bool
+    #: Ids of the instances moved (or movable), with {step now: step after} for each.
+    migrated: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Ids of the instances that could not move, with why (and the unmatched steps).
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "from_version": self.from_version, "to_version": self.to_version,
+                "dry_run": self.dry_run, "migrated": sorted(self.migrated),
+                "failed": [{"id": id, **why} for id, why in sorted(self.failed.items())]}
+
+
+def migrate_many(workflow: Any, *, from_version: int, to_version: int, step_map: dict[str, str] | None = None,
+                 dry_run: bool = False, batch_size: int = 500) -> MigrationReport:
+    """Move every active (running, waiting, paused) instance of ``workflow`` at ``from_version`` to
+    ``to_version``, each in its own transaction; those that cannot move are reported and left as
+    they are. ``MigrationError`` for a version the workflow does not have."""
+    from hephaestus_django.core.engine import MIGRATABLE_STATUSES
+    from hephaestus_django.core.exceptions import HephaestusError, MigrationError
+    from hephaestus_django.core.runner import resolve_workflow
+    from hephaestus_django.storage.models import WorkflowInstance
+    from hephaestus_django.storage.orm import to_instance
+
+    wf = resolve_workflow(workflow)
+    for version in (from_version, to_version):
+        try:
+            wf.definition(version)
+        except ValueError as exc:
+            raise MigrationError(str(exc), field="version") from None
+    if from_version == to_version:
+        raise MigrationError(f"--from-version and --to-version are both {to_version}", field="version")
     runner = get_runner()
-    instance = runner.storage.load(id, None if workflow is None else runner._workflow_name(workflow), history=False)
-    return runner.plan_migration(instance, to_version=to_version, step_map=step_map)
+    report = MigrationReport(wf.name, from_version, to_version, dry_run)
+    rows = WorkflowInstance.objects.filter(workflow=wf.name, workflow_version=from_version,
+                                           status__in=[s.value for s in MIGRATABLE_STATUSES])
+    last_pk = 0
+    while True:
+        batch = list(rows.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+        if not batch:
+            return report
+        last_pk = batch[-1].pk
+        for row in batch:
+            try:
+                if dry_run:
+                    report.migrated[row.instance_id] = runner.plan_migration(
+                        to_instance(row), to_version=to_version, step_map=step_map)
+                else:
+                    runner.migrate_pk(row.pk, to_version=to_version, step_map=step_map)
+                    report.migrated[row.instance_id] = {}
+            except HephaestusError as exc:
+                report.failed[row.instance_id] = {"error": str(exc), "unmatched": getattr(exc, "unmatched", [])}
 
 
 def retry(id: str, *, workflow: Any = None) -> Instance:

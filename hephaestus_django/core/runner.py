@@ -142,16 +142,22 @@ class Runner:
 
     def migrate(self, id: str, *, to_version: Any, step_map: Any = None, workflow: Any = None) -> Instance:
         """Move an active instance to another version of its workflow (``MigrationError``: nothing changed)."""
+        instance = self.storage.load(id, self._workflow_name(workflow), history=False)
+        self.migrate_pk(instance.pk, to_version=to_version, step_map=step_map)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def migrate_pk(self, pk: Any, *, to_version: Any, step_map: Any = None) -> Instance:
+        """:meth:`migrate` of the instance stored under ``pk``; returns it as migrated (no history)."""
         with telemetry_runner(self.runner_name):
             with self.storage.atomic():
-                instance = self._load_for_update(id, workflow)
+                instance = self.storage.load_pk(pk, for_update=True, history=False)
                 effects, renamed = engine.migrate(instance, to_version, step_map)
                 self.storage.save(instance)
                 if renamed:
                     self.storage.rename_timer_steps(instance.pk, renamed)
                 self._schedule(instance, effects)
             self.run(instance, effects)
-        return self.storage.load_pk(instance.pk, history=True)
+        return instance
 
     def plan_migration(self, instance: Instance, *, to_version: Any, step_map: Any = None) -> dict[str, str]:
         """What :meth:`migrate` would do to ``instance``: {step now: step after}, or ``MigrationError``."""
