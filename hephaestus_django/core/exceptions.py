@@ -87,6 +87,8 @@ class MigrationError(HephaestusError, ValueError):
 
     field = "step_map"
 
-    def __init__(self, message: str = "", *, field: str | None = None, unmatched: list[str] | None = None) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, message: str = "", *, field: str | None = "step_map",
+                 unmatched: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # None: not about an input (the instance's state forbids it)
         self.unmatched = list(unmatched or [])

@@ -210,3 +210,31 @@ def test_migrated_steps_keep_their_results_under_the_new_context_key(service: Ru
     instance = service.migrate("kv::1", to_version=2, step_map={a: a2})
     assert instance.context.steps == {"renamed": {"x": 1}}
     assert instance.completed_steps == {a2}
+
+
+def test_a_step_executing_when_paused_records_its_result_and_nothing_starts(service: Runner) -> None:
+    from hephaestus_django.core import engine
+
+    first = make_step("First", run=lambda self, i, c, ctx: Ok("ok", {"done": True}))
+    second = make_step("Second")
+    flow = type("TwoSteps", (Workflow,), {"unique": Unique(key="two"), "start_step": first,
+                                          "transitions": {(first, "ok"): second, (second, "ok"): Done}})
+
+    class Holding(Runner):
+        def run(self, instance: Any, effects: Any) -> int:  # a queue: nothing runs at start
+            return 0
+
+    holding = Holding(service.storage)
+    holding.start_instance(flow, {}, id="two::1")
+    snapshot = service.get("two::1")
+    outcome = engine.execute_step(snapshot, first)  # a worker is executing First ...
+    service.pause("two::1")  # ... when an operator pauses the instance
+    instance, effects = service.apply(snapshot, first, outcome, 1)
+    assert instance is not None and effects == []  # recorded; Second is not started
+    instance = service.get("two::1")
+    assert instance.status == Status.PAUSED and instance.paused_from == Status.RUNNING
+    assert instance.context.steps["first"] == {"done": True}
+    assert instance.active_steps == {second}
+    assert CALLS == ["First"]
+    assert service.unpause("two::1").status == Status.COMPLETED
+    assert CALLS == ["First", "Second"]
