@@ -226,7 +226,8 @@ def migrate_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest, que
     return TemplateResponse(request, f"{TEMPLATES}/migrate.html", _context(
         model_admin, request, title, form=form, plans=plans, rows=rows[:LISTED], more=max(0, len(rows) - LISTED),
         movable=sum(1 for plan in plans if not plan["error"]), workflow=workflow, button=button,
-        in_changelist=in_changelist, back_url=back, **{k: v for k, v in common.items() if k not in ("back_url", "button", "in_changelist")},
+        in_changelist=in_changelist, back_url=back,
+        **{k: v for k, v in common.items() if k not in ("back_url", "button", "in_changelist")},
         **(_action_fields(request) if in_changelist else {})))
 
 

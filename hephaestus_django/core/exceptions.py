@@ -85,7 +85,7 @@ class MigrationError(HephaestusError, ValueError):
     does not have and ``step_map`` does not map.
     """
 
-    field = "step_map"
+    field: str | None = "step_map"
 
     def __init__(self, message: str = "", *, field: str | None = "step_map",
                  unmatched: list[str] | None = None) -> None:

@@ -114,6 +114,6 @@ def test_bulk_migration_of_1000_waiting_instances(capsys: Any) -> None:
     assert WorkflowInstance.objects.filter(workflow_version=2).count() == 1000
     assert HistoryEntry.objects.filter(kind="migrated").count() == 1000
     with capsys.disabled():
-        print(f"\nbulk migration: 1000 waiting instances (and 10 refused) in {elapsed:.2f}s")
+        print(f"\nbulk migration: 1000 waiting instances (and 10 refused) in {elapsed:.2f}s")  # noqa: T201
     assert elapsed < 60
     assert h.resume("mig::BULK-500", "received").context.steps["m_end_v2"] == {"by": "v2"}
