@@ -1,13 +1,14 @@
-"""Scheduled workflows of the tests. Not autodiscovered: their ticks would start instances in
-every test that runs the worker loop. Tests register them with the ``scheduled`` fixture
+"""Scheduled workflows of the tests. Not autodiscovered, and unregistered again once defined: their
+ticks would start instances in every test that runs the worker loop. Tests register them with the ``scheduled`` fixture
 (``tests/test_time_schedules.py``); worker processes import this module when
 ``HEPHAESTUS_TEST_SCHEDULES`` is set (``tests/settings_worker.py``)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from hephaestus_django.core import Done, Ok, Schedule, Step, Unique, WaitForEvent, Workflow
+from hephaestus_django.core import Done, Ok, Schedule, Step, Unique, WaitForEvent, Workflow, registry
 
 
 class SReport(Step):
@@ -47,3 +48,7 @@ class ManySchedules(Workflow):
 
 
 WORKFLOWS = (NightlyReport, ManySchedules)
+
+if not os.environ.get("HEPHAESTUS_TEST_SCHEDULES"):  # importing the module must not schedule anything
+    for _workflow in WORKFLOWS:
+        registry.unregister(_workflow.name)
