@@ -205,3 +205,17 @@ def test_first_tick_is_after_the_first_pass(nightly: None) -> None:
         clock.advance(timedelta(hours=2).total_seconds())
         assert run_until_idle() == 0
         assert state("quarterly").next_tick == datetime(2024, 5, 6, 2, 15, tzinfo=UTC)
+
+
+def test_only_the_latest_ticks_are_kept(nightly: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hephaestus_django.storage import orm
+
+    monkeypatch.setattr(orm, "KEPT_TICKS", 3)
+    with frozen_clock(T0) as clock:
+        run_until_idle()
+        for _ in range(5):
+            clock.advance(minutes=15)
+            run_until_idle()
+    ticks = list(ScheduleTick.objects.filter(schedule__name="quarterly").values_list("tick", flat=True))
+    assert sorted(t.minute for t in ticks) == [0, 15, 45] and len(ticks) == 3  # 00:45, 01:00, 01:15
+    assert WorkflowInstance.objects.filter(instance_id__startswith="report::quarterly").count() == 5

@@ -125,6 +125,9 @@ def _completed_names(instance: Instance) -> list[str]:
     return _names(s for s in instance.completed_steps if s not in known) + ordered
 
 
+#: Schedule ticks kept per schedule (the admin and the history of what each tick started).
+KEPT_TICKS = 100
+
 #: Set when the row is created and never changed by a state change.
 _CREATE_ONLY = ("telemetry_metadata", "telemetry_start_time", "started_at")
 
@@ -411,6 +414,12 @@ class DjangoStorage:
         if instance is not None:
             changes["last_instance"] = instance.id
         schedule.update(**changes)
+        # keep the latest ticks only: next_tick only moves forward (under the row lock), so an older
+        # tick can never be started again
+        ticks = ScheduleTick.objects.filter(schedule__in=schedule)
+        oldest_kept = ticks.order_by("-tick").values_list("tick", flat=True)[KEPT_TICKS - 1:KEPT_TICKS].first()
+        if oldest_kept is not None:
+            ticks.filter(tick__lt=oldest_kept).delete()
 
     def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
         WorkflowSchedule.objects.update_or_create(workflow=workflow, name=name,
