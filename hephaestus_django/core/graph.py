@@ -287,16 +287,8 @@ def validate_graph(graph: Graph) -> list[str]:
     names: dict[str, type[Step]] = {}
     keys: dict[str, list[type[Step]]] = {}
     for step in nodes:
-        events = step.events
-        if not isinstance(events, list | tuple) or not all(isinstance(e, str) and e for e in events):
-            problems.append(f"{describe(step)}.events must be a sequence of event names (str), not {events!r}")
+        if not _known_step(graph, step, names, keys, problems):
             continue
-        name = step.registry_name()
-        if name in names and names[name] is not step:
-            problems.append(f"two different steps share the registry name {name!r}")
-        names[name] = step
-        graph.by_name[name] = step
-        keys.setdefault(step.context_key(), []).append(step)
         config = graph.configs.get(step, {})
         problems.extend(f"{describe(step)}: {p}" for p in step.config_problems(config))
         if not graph.succs[step] and not step.is_terminal:
@@ -341,6 +333,23 @@ def validate_graph(graph: Graph) -> list[str]:
     return problems
 
 
+def _known_step(graph: Graph, step: type[Step], names: dict[str, type[Step]], keys: dict[str, list[type[Step]]],
+                problems: list[str]) -> bool:
+    """Check a step's events and registry name, and make it known by name and context key;
+    ``False`` (with a problem) when its events are malformed."""
+    events = step.events
+    if not isinstance(events, list | tuple) or not all(isinstance(e, str) and e for e in events):
+        problems.append(f"{describe(step)}.events must be a sequence of event names (str), not {events!r}")
+        return False
+    name = step.registry_name()
+    if name in names and names[name] is not step:
+        problems.append(f"two different steps share the registry name {name!r}")
+    names[name] = step
+    graph.by_name[name] = step
+    keys.setdefault(step.context_key(), []).append(step)
+    return True
+
+
 def _compensation_problems(graph: Graph, names: dict[str, type[Step]],
                            keys: dict[str, list[type[Step]]]) -> list[str]:
     """``compensate = SomeStep`` on nodes (SPEC §10): a Step class that is not a node of the graph.
@@ -360,18 +369,8 @@ def _compensation_problems(graph: Graph, names: dict[str, type[Step]],
             problems.append(f"{describe(step)}.compensate is {describe(compensation)}, which is a step of the graph: "
                             "a compensation step must not be a node")
             continue
-        events = compensation.events
-        if not isinstance(events, list | tuple) or not all(isinstance(e, str) and e for e in events):
-            problems.append(f"{describe(compensation)}.events must be a sequence of event names (str), not {events!r}")
-            continue
-        if compensation not in graph.compensations.values():
-            name = compensation.registry_name()
-            if name in names and names[name] is not compensation:
-                problems.append(f"two different steps share the registry name {name!r}")
-            names[name] = compensation
-            graph.by_name[name] = compensation
-            keys.setdefault(compensation.context_key(), []).append(compensation)
-        graph.compensations[step] = compensation
+        if compensation in graph.compensations.values() or _known_step(graph, compensation, names, keys, problems):
+            graph.compensations[step] = compensation
     return problems
 
 
