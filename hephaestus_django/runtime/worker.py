@@ -1,4 +1,5 @@
-"""The loop behind ``manage.py hephaestus_worker``: fire due timers (and, later, recover leases).
+"""The loop behind ``manage.py hephaestus_worker``: fire due timers, start due schedule ticks and
+recover expired leases.
 
 SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
 """
@@ -32,7 +33,7 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
 
     Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
-    returns the total number of timers fired and steps recovered. A pass that raises is logged and the loop goes
+    returns the total number of timers fired, steps recovered and scheduled instances started. A pass that raises is logged and the loop goes
     on; with ``once`` the error propagates.
     """
     stop = threading.Event()
