@@ -33,8 +33,8 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
 
     Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
-    returns the total number of timers fired, steps recovered and scheduled instances started. A pass that raises is logged and the loop goes
-    on; with ``once`` the error propagates.
+    returns the total number of timers fired, steps recovered and scheduled instances started. A
+    pass that raises is logged and the loop goes on; with ``once`` the error propagates.
     """
     stop = threading.Event()
     previous: dict[int, Any] = {}
