@@ -4,8 +4,11 @@ from hephaestus_django.storage.models import (
     HistoryEntry,
     InstanceStatus,
     RegisteredWorkflow,
+    ScheduleTick,
     Timer,
     WorkflowInstance,
+    WorkflowSchedule,
 )
 
-__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "Timer", "WorkflowInstance"]
+__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "ScheduleTick", "Timer", "WorkflowInstance",
+           "WorkflowSchedule"]

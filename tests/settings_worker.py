@@ -13,3 +13,6 @@ DATABASES["default"]["NAME"] = os.environ.get("HEPHAESTUS_TEST_DB_NAME", DATABAS
 DATABASES["default"].pop("TEST", None)
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 HEPHAESTUS = {"LEASE_SECONDS": float(os.environ.get("HEPHAESTUS_TEST_LEASE", "300")), "WORKER_INTERVAL": 0.2}
+
+if os.environ.get("HEPHAESTUS_TEST_SCHEDULES"):
+    import tests.workflows_schedules  # noqa: F401 - registers the scheduled test workflows

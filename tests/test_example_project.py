@@ -27,7 +27,8 @@ def test_seed_demo_creates_every_status(tmp_path):
     for args in (["check"], ["migrate", "--no-input"], ["seed_demo"]):
         result = manage(*args, db=db)
         assert result.returncode == 0, result.stdout + result.stderr
-    assert "Seeded 9 demo instances." in result.stdout
+    assert "Seeded 10 demo instances." in result.stdout
+    assert "failed (compensated): order::ORD-1006 is failed" in result.stdout
     listing = manage("shell", "-c", "from hephaestus_django.storage.models import WorkflowInstance as W;"
                      "print(sorted(set(W.objects.values_list('status', flat=True))))", db=db)
     assert listing.stdout.strip().splitlines()[-1] == str(

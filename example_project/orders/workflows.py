@@ -5,6 +5,9 @@
   pickup) with a timeout, and a one-day timer before closing.
 - ``SupportTicket``: dynamic routing with ``@route``.
 - ``CustomerOnboarding``: a versioned workflow (v1 and v2).
+- Compensation: when an order fails after its payment (a parcel found damaged while packing),
+  ``ReleaseStock`` and ``RefundPayment`` undo what was done, last first.
+- ``NightlyStockReport``: a schedule (every night at 02:00, Paris time).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from hephaestus_django import (
     Error,
     Ok,
     Retry,
+    Schedule,
     Step,
     Unique,
     VersionedWorkflow,
@@ -36,10 +40,29 @@ class ValidateOrder(Step):
         return Ok("invalid", {"reason": "the order has no items"})
 
 
+class RefundPayment(Step):
+    """Compensates ChargePayment: gives the money back."""
+
+    events = ("refunded",)
+
+    def execute(self, instance, config, context):
+        return Ok("refunded", {"amount": context.steps["charge_payment"]["charged"]})
+
+
+class ReleaseStock(Step):
+    """Compensates ReserveStock: puts the items back on the shelf."""
+
+    events = ("released",)
+
+    def execute(self, instance, config, context):
+        return Ok("released", {"warehouse": context.steps["reserve_stock"]["warehouse"]})
+
+
 class ChargePayment(Step):
     """Fails (and is retried) while the card is declined."""
 
     events = ("paid",)
+    compensate = RefundPayment
     retry = Retry(max_attempts=3, backoff="exponential", base=2.0, max_backoff=30.0)
 
     def execute(self, instance, config, context):
@@ -50,6 +73,7 @@ class ChargePayment(Step):
 
 class ReserveStock(Step):
     events = ("reserved",)
+    compensate = ReleaseStock
 
     def execute(self, instance, config, context):
         return Ok("reserved", {"warehouse": config.get("warehouse", "main")})
@@ -63,11 +87,14 @@ class NotifyCustomer(Step):
 
 
 class PackOrder(Step):
-    """The join: runs once both branches have finished."""
+    """The join: runs once both branches have finished. A damaged parcel fails the order, whose
+    compensations then release the stock and refund the payment."""
 
     events = ("packed",)
 
     def execute(self, instance, config, context):
+        if context.initial.get("damaged"):
+            return Error("the parcel is damaged")
         return Ok("packed", {"parcels": 1})
 
 
@@ -189,3 +216,20 @@ class CustomerOnboarding(VersionedWorkflow):
     @classmethod
     def version_for(cls, versions, context):
         return 1 if context.get("legacy") else None
+
+
+class CountStock(Step):
+    events = ("counted",)
+
+    def execute(self, instance, config, context):
+        return Ok("counted", {"night_of": context.initial["scheduled_for"][:10]})
+
+
+class NightlyStockReport(Workflow):
+    """Started by ``hephaestus_worker`` every night at 02:00 (Paris): ``report::stock-20250101``..."""
+
+    unique = Unique(key="report")
+    tags = ["demo", "scheduled"]
+    schedules = [Schedule("0 2 * * *", value="stock-{tick:%Y%m%d}", timezone="Europe/Paris", name="nightly")]
+    start_step = CountStock
+    transitions = {(CountStock, "counted"): Done}

@@ -6,6 +6,7 @@ a step that is not waiting) is not a valid choice and nothing is resumed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -113,3 +114,32 @@ class ResumeForm(forms.Form):
     def fields_with_rows(self) -> list[tuple[forms.BoundField, WorkflowInstance]]:
         """Bound fields with their instance, for the template."""
         return [(self[name], row) for name, row in self.rows.items()]
+
+
+class MigrateForm(forms.Form):
+    """The target version of a migration, and an optional step map (a JSON object)."""
+
+    version = forms.TypedChoiceField(label=_("target version"), coerce=int)
+    step_map = forms.CharField(
+        label=_("step map"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text=_('Optional JSON: {"old step registry name": "new step registry name"} for the steps the '
+                    "target version does not have."))
+
+    def __init__(self, workflow: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = workflow.definition(None).version
+        self.fields["version"].choices = [
+            (v, f"v{v}" + (f" ({_('current')})" if v == current else "")) for v in workflow.all_versions()]
+
+    def clean_step_map(self) -> dict[str, str] | None:
+        text = self.cleaned_data.get("step_map", "").strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(_("Not valid JSON: %(error)s") % {"error": exc.msg}) from None
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            raise forms.ValidationError(_("Give a JSON object of step registry names: {\"old\": \"new\"}."))
+        return value

@@ -31,6 +31,7 @@ from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short
 from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
 from hephaestus_django.admin.pagination import EstimatedCountPaginator
+from hephaestus_django.core import registry
 from hephaestus_django.core.status import Status
 from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance
 
@@ -39,6 +40,11 @@ HISTORY_LIMIT = 1000
 #: Columns the changelist never shows: not loading them keeps a page of rows small.
 HEAVY_COLUMNS = ("context", "step_configs", "active_steps", "completed_steps", "waiting_steps",
                  "pending_joins", "runtime_metadata", "telemetry_metadata", "error")
+
+
+def _versions(name: str) -> list[int]:
+    """The versions of a registered workflow (none when it is not registered)."""
+    return registry.get_workflow(name).all_versions() if registry.is_registered(name) else []
 
 
 def _step_list(names: Any) -> str:
@@ -80,7 +86,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    actions = ("cancel_instances", "retry_instances", "resume_instances")
+    actions = ("cancel_instances", "retry_instances", "resume_instances", "pause_instances", "unpause_instances",
+               "migrate_instances")
     readonly_fields = (
         "instance_id", "workflow_link", "version", "status_badge", "current_step_name",
         "active_steps_display", "waiting_steps_display", "completed_steps_display", "pending_joins_display",
@@ -178,6 +185,18 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def resume_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return views.resume_action(self, request, queryset)
 
+    @admin.action(permissions=["change"], description=_("Pause selected instances…"))
+    def pause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.PAUSE)
+
+    @admin.action(permissions=["change"], description=_("Unpause selected instances…"))
+    def unpause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.UNPAUSE)
+
+    @admin.action(permissions=["change"], description=_("Migrate selected instances to another version…"))
+    def migrate_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.migrate_action(self, request, queryset)
+
     # ---- instance page -----------------------------------------------------------------------------------
     @admin.display(description=_("workflow"))
     def workflow_link(self, obj: WorkflowInstance) -> str:
@@ -236,13 +255,14 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         if hidden:
             history = history.filter(seq__gt=hidden)
         can_change = self.has_change_permission(request)
-        operable = obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING, Status.FAILED)
+        operable = obj.status != Status.COMPLETED and obj.status != Status.CANCELLED
         if can_change and operable and operations.superseded([obj]):
             can_change = False
         offered = {
             "resume": can_change and bool(resume_choices(obj)),
-            "cancel": can_change and obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING),
-            "retry": can_change and obj.status == Status.FAILED,
+            **{verb: can_change and operations.applicable(verb, obj) for verb in operations.CONFIRMED},
+            operations.MIGRATE: can_change and operations.applicable(operations.MIGRATE, obj)
+            and len(_versions(obj.workflow)) > 1,
         }
         entries = list(history)
         for entry in entries:  # what the template shows, computed once here
@@ -299,7 +319,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             path("workflows/", wrap(workflows), name=f"{info}_workflows"),
             path("workflows/<path:name>/", wrap(workflow), name=f"{info}_workflow"),
             *(path(f"<path:object_id>/{verb}/", operation(verb), name=f"{info}_{verb}")
-              for verb in (operations.CANCEL, operations.RETRY, operations.RESUME)),
+              for verb in (*operations.CONFIRMED, operations.RESUME, operations.MIGRATE)),
             *super().get_urls(),
         ]
 

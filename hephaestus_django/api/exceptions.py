@@ -5,10 +5,11 @@ error                                                          answer
 =============================================================  =====================================
 ``InstanceNotFound``                                           404 ``{"detail": ...}``
 ``AlreadyRunning``, ``NotWaiting``, ``NotCancellable``,         409 ``{"detail": ...}``
-``NotRetryable``
+``NotRetryable``, ``NotPausable``, ``NotPaused``
 any other error whose ``.field`` is an input of the request    400 ``{field: [message]}``
 (``InvalidEvent`` -> ``event``/``step``, ``InvalidContext`` ->
-``context``, ``UnknownWorkflow`` -> ``workflow``)
+``context``, ``UnknownWorkflow`` -> ``workflow``,
+``MigrationError`` -> ``step_map``/``version``)
 anything else (e.g. the stored instance's workflow is gone)    409 ``{"detail": ...}``
 =============================================================  =====================================
 """
@@ -29,11 +30,13 @@ from hephaestus_django.exceptions import (
     HephaestusError,
     InstanceNotFound,
     NotCancellable,
+    NotPausable,
+    NotPaused,
     NotRetryable,
     NotWaiting,
 )
 
-CONFLICTS = (AlreadyRunning, NotWaiting, NotCancellable, NotRetryable)
+CONFLICTS = (AlreadyRunning, NotWaiting, NotCancellable, NotRetryable, NotPausable, NotPaused)
 
 
 class Conflict(APIException):

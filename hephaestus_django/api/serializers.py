@@ -205,6 +205,37 @@ class StartSerializer(serializers.Serializer):
         return instance_shape(instance)
 
 
+class StrictSerializer(serializers.Serializer):
+    """A request body that refuses fields it does not know (400 keyed by each): a typo such as
+    ``{"compensat": true}`` must never silently do nothing."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: [_("Unknown field.")] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class CancelSerializer(StrictSerializer):
+    """Cancel an instance; with ``compensate`` the compensations of its completed steps run first."""
+
+    compensate = serializers.BooleanField(default=False, help_text=_(
+        "Run the compensations of the completed steps before the instance ends cancelled."))
+
+
+class EmptySerializer(StrictSerializer):
+    """An action that takes no input (an empty body or ``{}``)."""
+
+
+class MigrateSerializer(StrictSerializer):
+    """Move an active instance to another version of its workflow."""
+
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text=_("The target version."))
+    step_map = serializers.DictField(child=serializers.CharField(max_length=255), required=False, help_text=_(
+        "{old step registry name: new step registry name} for steps the target version does not have."))
+
+
 class ResumeSerializer(serializers.Serializer):
     """Complete a waiting step with an event it declares."""
 

@@ -27,9 +27,12 @@ from hephaestus_django.api.schema import AutoSchema, OpenApiParameter, OpenApiRe
 from hephaestus_django.api.serializers import (
     HISTORY_COLUMNS,
     INSTANCE_COLUMNS,
+    CancelSerializer,
     DetailSerializer,
+    EmptySerializer,
     HistoryEntrySerializer,
     InstanceSerializer,
+    MigrateSerializer,
     ResumeSerializer,
     StartSerializer,
     WorkflowSerializer,
@@ -97,10 +100,12 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     pagination_class = KeysetPagination
     ordering = DEFAULT_ORDERING
     inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {
-        "create": StartSerializer, "resume": ResumeSerializer}
+        "create": StartSerializer, "resume": ResumeSerializer, "cancel": CancelSerializer,
+        "pause": EmptySerializer, "unpause": EmptySerializer, "migrate": MigrateSerializer}
     required_permissions: ClassVar[dict[str, str]] = {
         "list": "view", "retrieve": "view", "history": "view",
         "create": "add", "resume": "change", "cancel": "change", "retry": "change",
+        "pause": "change", "unpause": "change", "migrate": "change",
     }
 
     def get_queryset(self) -> QuerySet[WorkflowInstance]:
@@ -148,11 +153,41 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         data = serializer.validated_data
         return self._answer(services.resume(id, data["event"], step=data.get("step")))
 
-    @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    def _input(self, serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+        serializer = serializer_class(data=request.data if request.data else {})
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    @extend_schema(request=CancelSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
+                                                        **_CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, id: str) -> Response:
-        """Cancel a pending, running or waiting instance."""
-        return self._answer(services.cancel(id))
+        """Cancel a pending, running, waiting or paused instance (``{"compensate": true}``: its
+        compensations run first)."""
+        data = self._input(CancelSerializer, request)
+        return self._answer(services.cancel(id, compensate=data["compensate"]))
+
+    @extend_schema(request=None, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, id: str) -> Response:
+        """Pause a running or waiting instance: no step starts and no timer fires until unpaused."""
+        self._input(EmptySerializer, request)
+        return self._answer(services.pause(id))
+
+    @extend_schema(request=None, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def unpause(self, request: Request, id: str) -> Response:
+        """Unpause a paused instance: runnable steps are dispatched and due timers fire."""
+        self._input(EmptySerializer, request)
+        return self._answer(services.unpause(id))
+
+    @extend_schema(request=MigrateSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
+                                                         **_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def migrate(self, request: Request, id: str) -> Response:
+        """Move a running, waiting or paused instance to another version of its workflow."""
+        data = self._input(MigrateSerializer, request)
+        return self._answer(services.migrate(id, to_version=data["version"], step_map=data.get("step_map")))
 
     @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
     @action(detail=True, methods=["post"])

@@ -106,6 +106,10 @@ class Step:
     atomic: ClassVar[bool] = False
     #: Steps whose completion comes from outside (external event or timer) are waiters.
     is_terminal: ClassVar[bool] = False
+    #: The step that undoes this one when the instance fails for good or is cancelled with
+    #: ``compensate=True`` (SPEC §10). It is not a node of the graph: whatever event it
+    #: returns, it is done; its updates land under its own context key.
+    compensate: ClassVar[type[Step] | None] = None
 
     def execute(self, instance: Instance, config: dict[str, Any], context: Context) -> StepResult:
         """Do the step's work; return ``Ok(event, ...)``, an event str, ``Async()`` or ``Error(reason)``.

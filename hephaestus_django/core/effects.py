@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hephaestus_django.core.base import Step
 
-__all__ = ["RETRY", "WAKE", "Effect", "ExecuteStep", "ScheduleTimer"]
+__all__ = ["DEADLINE", "RETRY", "WAKE", "Effect", "ExecuteStep", "ScheduleTimer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +25,10 @@ class ExecuteStep:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleTimer:
-    """Fire ``purpose`` for ``step`` after ``delay`` seconds: ``wake`` (timeout event) or ``retry``."""
+    """Fire ``purpose`` for ``step`` after ``delay`` seconds: ``wake`` (timeout event), ``retry``,
+    or ``deadline`` (the whole instance's, with no step)."""
 
-    step: type[Step]
+    step: type[Step] | None
     purpose: str
     delay: float
     attempt: int = 1
@@ -36,3 +37,4 @@ class ScheduleTimer:
 Effect = ExecuteStep | ScheduleTimer
 WAKE = "wake"
 RETRY = "retry"
+DEADLINE = "deadline"

@@ -56,6 +56,24 @@ class ExecutionEntry:
         return str(ref.registry_name())
 
 
+@dataclass(slots=True)
+class Compensation:
+    """The saga of a failing or cancelled instance (SPEC §10): which compensations are left.
+
+    ``pending`` lists the completed steps whose compensation has not run yet, the next one
+    first (reverse order of completion); ``done`` those whose compensation ran. ``outcome``
+    is the status the instance ends in once ``pending`` is empty (``failed`` or ``cancelled``),
+    with ``error`` (the failure that started it; ``None`` for a cancellation).
+    """
+
+    outcome: Status
+    error: str | None = None
+    pending: list[type[Step]] = field(default_factory=list)
+    done: list[type[Step]] = field(default_factory=list)
+    #: Registry name of the step whose failure started it (telemetry), if a step failed.
+    failed_step: str | None = None
+
+
 def _check_new_args(workflow: Any, version: Any, context: Any, id: Any) -> None:
     if workflow is None:
         raise TypeError("Instance.new: 'workflow' must be a workflow class, not None")
@@ -92,8 +110,14 @@ class Instance:
     waiting_steps: dict[type[Step], datetime] = field(default_factory=dict)
     #: Joins that an edge has reached while other predecessors may still arrive.
     pending_joins: set[type[Step]] = field(default_factory=set)
-    #: Error of the last failure (set while the instance is failed).
+    #: Error of the last failure (set while the instance is failed, or compensating a failure).
     error: str | None = None
+    #: Completed steps in the order they completed (``completed_steps`` as a list).
+    completion_order: list[type[Step]] = field(default_factory=list)
+    #: While ``paused``: the status the instance had (kept up to date by steps that finish meanwhile).
+    paused_from: Status | None = None
+    #: The compensations of a failing or cancelled instance (``None`` until one starts).
+    compensation: Compensation | None = None
     #: Storage bookkeeping: bumped on every save (optimistic concurrency).
     revision: int = 0
     #: Storage bookkeeping: the storage's own key for this row (None until stored).

@@ -23,7 +23,7 @@ from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
-from hephaestus_django.core.ports import Timer
+from hephaestus_django.core.ports import ScheduleState, Timer
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -36,6 +36,9 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._instances: dict[int, Instance] = {}
         self._timers: dict[int, Timer] = {}
+        self._schedules: dict[tuple[str, str], ScheduleState] = {}
+        #: (workflow, schedule, tick) -> id of the instance it started (None: refused)
+        self.ticks: dict[tuple[str, str, datetime], str | None] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
@@ -68,6 +71,8 @@ class MemoryStorage:
         clone = copy.copy(instance)
         clone.active_steps = set(instance.active_steps)
         clone.completed_steps = set(instance.completed_steps)
+        clone.completion_order = list(instance.completion_order)
+        clone.compensation = copy.deepcopy(instance.compensation)
         clone.waiting_steps = dict(instance.waiting_steps)
         clone.pending_joins = set(instance.pending_joins)
         clone.step_configs = dict(instance.step_configs)
@@ -110,18 +115,74 @@ class MemoryStorage:
         with self._lock:
             for effect, due in timers:
                 pk = next(self._ids)
-                self._timers[pk] = Timer(pk, instance.pk, effect.step.registry_name(), effect.purpose, due,
-                                         effect.attempt)
+                step = effect.step.registry_name() if effect.step is not None else ""
+                self._timers[pk] = Timer(pk, instance.pk, step, effect.purpose, due, effect.attempt)
                 added.append(self._timers[pk])
         return added
 
-    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
-        due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: (t.due, t.pk))
+    def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
+        def wanted(timer: Timer) -> bool:
+            if instance_pk is not None:
+                return bool(timer.instance_pk == instance_pk)
+            owner = self._instances.get(timer.instance_pk)
+            return owner is None or owner.status != Status.PAUSED
+
+        due = sorted((t for t in self._timers.values() if t.due <= now and wanted(t)), key=lambda t: (t.due, t.pk))
         return due[:limit]
 
     def claim_timer(self, timer: Timer) -> bool:
         with self._lock:
             return self._timers.pop(timer.pk, None) is not None
+
+    def delete_timers(self, instance: Instance) -> None:
+        with self._lock:
+            for pk in [pk for pk, t in self._timers.items() if t.instance_pk == instance.pk]:
+                del self._timers[pk]
+
+    def retry_timer_steps(self, instance_pk: Any) -> set[str]:
+        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == "retry"}
+
+    def rename_timer_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        with self._lock:
+            for pk, t in list(self._timers.items()):
+                if t.instance_pk == instance_pk and t.step in renamed:
+                    self._timers[pk] = Timer(t.pk, t.instance_pk, renamed[t.step], t.purpose, t.due, t.attempt)
+
+    # ---- schedules -----------------------------------------------------------------------------------
+    def schedule_states(self) -> dict[tuple[str, str], ScheduleState]:
+        return dict(self._schedules)
+
+    def see_schedule(self, workflow: str, name: str, next_tick: datetime) -> None:
+        with self._lock:
+            state = self._schedules.get((workflow, name))
+            if state is None or state.next_tick is None:
+                self._schedules[(workflow, name)] = ScheduleState(workflow, name, next_tick,
+                                                                  state.paused if state else False)
+
+    def lock_schedule(self, workflow: str, name: str) -> ScheduleState | None:
+        return self._schedules.get((workflow, name))  # atomic() holds the storage's lock
+
+    def claim_tick(self, workflow: str, name: str, tick: datetime) -> bool:
+        with self._lock:
+            if (workflow, name, tick) in self.ticks:
+                return False
+            self.ticks[(workflow, name, tick)] = None
+            return True
+
+    def record_tick(self, workflow: str, name: str, tick: datetime, next_tick: datetime,
+                    instance: Instance | None, error: str) -> None:
+        with self._lock:
+            self.ticks[(workflow, name, tick)] = instance.id if instance is not None else None
+            state = self._schedules[(workflow, name)]
+            self._schedules[(workflow, name)] = ScheduleState(
+                workflow, name, next_tick, state.paused, tick, instance.id if instance else state.last_instance)
+
+    def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
+        with self._lock:
+            state = self._schedules.get((workflow, name))
+            self._schedules[(workflow, name)] = ScheduleState(
+                workflow, name, next_tick, paused, state.last_tick if state else None,
+                state.last_instance if state else None)
 
     def timers(self) -> list[Timer]:
         return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))

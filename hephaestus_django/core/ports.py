@@ -25,6 +25,20 @@ class Timer:
     attempt: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What a storage keeps of one schedule (SPEC §10): its next tick and whether it is paused.
+
+    ``next_tick`` is ``None`` until a worker pass has seen the schedule."""
+
+    workflow: str
+    name: str
+    next_tick: datetime | None
+    paused: bool = False
+    last_tick: datetime | None = None
+    last_instance: str | None = None
+
+
 class Storage(Protocol):
     """Where instances, their history and their timers live."""
 
@@ -52,9 +66,38 @@ class Storage(Protocol):
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
         """Store durable timers; returns them as stored."""
 
-    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]: ...
+    def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
+        """Timers due by ``now`` (of one instance with ``instance_pk``; else of instances not paused)."""
 
     def claim_timer(self, timer: Timer) -> bool:
         """Delete the timer; ``False`` when somebody else already took it."""
+
+    def delete_timers(self, instance: Instance) -> None: ...
+
+    def retry_timer_steps(self, instance_pk: Any) -> set[str]:
+        """Names of the instance's steps that wait for a retry timer."""
+
+    def rename_timer_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        """Point the instance's timers at the steps' new names (a migration renamed them)."""
+
+    # ---- schedules ---------------------------------------------------------------------------------
+    def schedule_states(self) -> dict[tuple[str, str], ScheduleState]:
+        """Every stored schedule, by (workflow name, schedule name)."""
+
+    def see_schedule(self, workflow: str, name: str, next_tick: datetime) -> None:
+        """Note a schedule seen by a worker for the first time (stored or not, ``next_tick`` unset)."""
+
+    def lock_schedule(self, workflow: str, name: str) -> ScheduleState | None:
+        """The schedule, locked until the transaction ends; ``None`` if another worker holds it."""
+
+    def claim_tick(self, workflow: str, name: str, tick: datetime) -> bool:
+        """Record that ``tick`` starts; ``False`` if it already did (a unique constraint)."""
+
+    def record_tick(self, workflow: str, name: str, tick: datetime, next_tick: datetime,
+                    instance: Instance | None, error: str) -> None:
+        """After a claimed tick: what it started (or why not), and the schedule's next tick."""
+
+    def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
+        """Pause or unpause a schedule (created if unseen); ``next_tick`` replaces the stored one."""
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]: ...

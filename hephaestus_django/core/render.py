@@ -29,16 +29,19 @@ from hephaestus_django.core.graph import Edge, Graph
 __all__ = ["MARKERS", "STATES", "ascii", "dot", "layers", "mermaid", "step_states", "svg"]
 
 COMPLETED, ACTIVE, WAITING, PENDING = "completed", "active", "waiting", "pending"
+#: A completed step whose compensation ran (SPEC §10).
+COMPENSATED = "compensated"
 #: Every state a step can be drawn in.
-STATES = (COMPLETED, ACTIVE, WAITING, PENDING)
+STATES = (COMPLETED, ACTIVE, WAITING, PENDING, COMPENSATED)
 #: Markers of the text rendering.
-MARKERS = {COMPLETED: "[x]", ACTIVE: "[>]", WAITING: "[~]", PENDING: "[ ]"}
+MARKERS = {COMPLETED: "[x]", ACTIVE: "[>]", WAITING: "[~]", PENDING: "[ ]", COMPENSATED: "[<]"}
 #: (fill, stroke, text) colours of each state, shared by DOT, Mermaid and SVG.
 COLOURS = {
     COMPLETED: ("#d3f0da", "#2e7d32", "#1b4d20"),
     ACTIVE: ("#d6e8ff", "#1565c0", "#0d3c75"),
     WAITING: ("#fff0c2", "#b26a00", "#5f3a00"),
     PENDING: ("#f4f4f5", "#9e9ea7", "#3f3f46"),
+    COMPENSATED: ("#efe3f7", "#6a1b9a", "#3d0f59"),
 }
 _PLAIN = ("#ffffff", "#52525b", "#18181b")
 
@@ -57,8 +60,10 @@ def _graph_for(instance: Any) -> Graph:
 
 
 def step_states(instance: Any = None, *, graph: Graph | None = None, completed: Iterable[Any] = (),
-                active: Iterable[Any] = (), waiting: Iterable[Any] = ()) -> dict[type[Step], str]:
-    """The state of every step of the graph: ``completed``, ``active``, ``waiting`` or ``pending``.
+                active: Iterable[Any] = (), waiting: Iterable[Any] = (),
+                compensated: Iterable[Any] = ()) -> dict[type[Step], str]:
+    """The state of every step of the graph: ``completed``, ``active``, ``waiting``, ``pending``
+    or ``compensated`` (completed, then undone by its compensation).
 
     ``instance`` is a core ``Instance`` or anything with the same attributes holding registry
     names (a ``WorkflowInstance`` row: ``workflow`` may then be the registry name). Without an
@@ -69,12 +74,15 @@ def step_states(instance: Any = None, *, graph: Graph | None = None, completed: 
         completed = instance.completed_steps
         active = instance.active_steps
         waiting = instance.waiting_steps
+        compensated = _compensated(getattr(instance, "compensation", None))
     if graph is None:
         raise TypeError("step_states() needs an instance or a graph")
-    done, running, paused = (_resolve(graph, steps) for steps in (completed, active, waiting))
+    done, running, paused, undone = (_resolve(graph, steps) for steps in (completed, active, waiting, compensated))
     states: dict[type[Step], str] = {}
     for node in graph.nodes:
-        if node in done:
+        if node in undone:
+            states[node] = COMPENSATED
+        elif node in done:
             states[node] = COMPLETED
         elif node in paused:
             states[node] = WAITING
@@ -83,6 +91,20 @@ def step_states(instance: Any = None, *, graph: Graph | None = None, completed: 
         else:
             states[node] = PENDING
     return states
+
+
+def _shown(marked: dict[type[Step], str]) -> list[str]:
+    """The states a legend lists: every one, but ``compensated`` only where a step is."""
+    return [s for s in STATES if s != COMPENSATED or COMPENSATED in marked.values()]
+
+
+def _compensated(saga: Any) -> list[Any]:
+    """The steps whose compensation ran: from a core ``Compensation`` or a row's JSON."""
+    if saga is None:
+        return []
+    if isinstance(saga, dict):
+        return list(saga.get("done", []))
+    return list(saga.done)
 
 
 def _resolve(graph: Graph, steps: Iterable[Any]) -> set[type[Step]]:
@@ -166,10 +188,10 @@ def mermaid(graph: Graph, states: StatesArg = None) -> str:
         arrow = "-.->" if edge.routed else "-->"
         lines.append(f'    {ids[edge.source]} {arrow}|"{_mermaid_text(edge.event)}"| {ids[edge.target]}')
     if marked is not None:
-        for state in STATES:
+        for state in _shown(marked):
             fill, stroke, colour = COLOURS[state]
             lines.append(f"    classDef {state} fill:{fill},stroke:{stroke},color:{colour}")
-        for state in STATES:
+        for state in _shown(marked):
             members = [ids[n] for n in graph.nodes if marked[n] == state]
             if members:
                 lines.append(f"    class {','.join(members)} {state}")
@@ -238,7 +260,7 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
                 lines.append(f"      --{event}--> {targets}{kind}")
     if marked is not None:
         lines.append("")
-        lines.append("legend: " + "  ".join(f"{MARKERS[s]} {s}" for s in STATES))
+        lines.append("legend: " + "  ".join(f"{MARKERS[s]} {s}" for s in _shown(marked)))
     return "\n".join(lines) + "\n"
 
 
@@ -445,7 +467,7 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
     if marked is not None:
         y = height - _MARGIN - _LEGEND_HEIGHT / 2
         x = float(_MARGIN)
-        for state in STATES:
+        for state in _shown(marked):
             fill, stroke, _ = COLOURS[state]
             out.append(f'<g class="hx-legend"><rect x="{x:.1f}" y="{y - 8:.1f}" width="16" height="16" '
                        f'rx="4" fill="{fill}" stroke="{stroke}"/><text x="{x + 22:.1f}" y="{y + 4.5:.1f}" '

@@ -8,6 +8,7 @@ workflow) unless a subclass hands ``ExecuteStep`` effects to a queue instead.
 from __future__ import annotations
 
 import builtins
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -17,12 +18,16 @@ from typing import Any
 from hephaestus_django.core import clock, engine, registry, telemetry
 from hephaestus_django.core.base import Step, StepOutcome
 from hephaestus_django.core.effects import RETRY, Effect, ExecuteStep, ScheduleTimer
-from hephaestus_django.core.exceptions import InvalidContext, UnknownWorkflow
+from hephaestus_django.core.exceptions import AlreadyRunning, InvalidContext, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import Storage, Timer
+from hephaestus_django.core.schedules import Schedule
+from hephaestus_django.core.status import Status
 from hephaestus_django.core.values import check_storable
 from hephaestus_django.core.workflow import BaseWorkflow
+
+logger = logging.getLogger("hephaestus")
 
 
 def resolve_workflow(workflow: Any) -> type[BaseWorkflow]:
@@ -57,6 +62,20 @@ class Runner:
         """Start an instance; returns it as stored after its steps ran here (with ``reload``),
         or as it was when the start committed."""
         wf = resolve_workflow(workflow)
+        instance = self._new_instance(wf, context, id, version, telemetry_metadata)
+        with telemetry_runner(self.runner_name):
+            with telemetry.buffered() as events:  # no workflow_started for a start that is refused
+                effects = engine.start(instance)
+                with self.storage.atomic():
+                    self.storage.create(instance, wf.unique.scope)
+                    self._schedule(instance, effects)
+                events.flush()
+            self.run(instance, effects)
+        return self.storage.load_pk(instance.pk, history=True) if reload else instance
+
+    def _new_instance(self, wf: type[BaseWorkflow], context: Any, id: Any, version: int | None,
+                      telemetry_metadata: Any) -> Instance:
+        """A pending instance, every argument checked; nothing is written."""
         checked_id: object = id  # user input: validate at run time
         if not isinstance(checked_id, str) or not checked_id:
             raise ValueError(f"'id' must be a non-empty str, not {id!r}")
@@ -71,15 +90,7 @@ class Runner:
         resolved = wf.resolve_version(context, version)
         instance = Instance.new(wf, resolved, context, id)
         instance.telemetry_metadata = dict(telemetry_metadata)
-        with telemetry_runner(self.runner_name):
-            with telemetry.buffered() as events:  # no workflow_started for a start that is refused
-                effects = engine.start(instance)
-                with self.storage.atomic():
-                    self.storage.create(instance, wf.unique.scope)
-                    self._schedule(instance, effects)
-                events.flush()
-            self.run(instance, effects)
-        return self.storage.load_pk(instance.pk, history=True) if reload else instance
+        return instance
 
     # ---- external events ---------------------------------------------------------------------------
     def resume(self, id: str, event: Any, *, step: Any = None, workflow: Any = None) -> Instance:
@@ -92,12 +103,66 @@ class Runner:
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True)
 
-    def cancel(self, id: str, *, workflow: Any = None) -> Instance:
+    def cancel(self, id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:
+        """Cancel; with ``compensate`` the compensations of completed steps run first. The
+        instance's timers are dropped (queued deferred fires find nothing)."""
+        with telemetry_runner(self.runner_name):
+            with self.storage.atomic():
+                instance = self._load_for_update(id, workflow)
+                effects = engine.cancel(instance, compensate)
+                self.storage.save(instance)
+                self.storage.delete_timers(instance)
+                self._schedule(instance, effects)
+            self.run(instance, effects)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def pause(self, id: str, *, workflow: Any = None) -> Instance:
         with telemetry_runner(self.runner_name), self.storage.atomic():
             instance = self._load_for_update(id, workflow)
-            engine.cancel(instance)
+            engine.pause(instance)
             self.storage.save(instance)
         return self.storage.load_pk(instance.pk, history=True)
+
+    def unpause(self, id: str, *, workflow: Any = None) -> Instance:
+        """Unpause, dispatch the steps that became runnable and fire the timers that fell due."""
+        with telemetry_runner(self.runner_name):
+            with self.storage.atomic():
+                instance = self._load_for_update(id, workflow)
+                effects = engine.unpause(instance)
+                self.storage.save(instance)
+                # a step waiting for its retry timer runs when that timer fires
+                retrying = self.storage.retry_timer_steps(instance.pk)
+                effects = [e for e in effects if not isinstance(e, ExecuteStep)
+                           or e.step.registry_name() not in retrying]
+                due = self.storage.due_timers(clock.now(), instance_pk=instance.pk)
+            self.run(instance, effects)
+            for timer in due:
+                self.fire_timer(timer)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def migrate(self, id: str, *, to_version: Any, step_map: Any = None, workflow: Any = None) -> Instance:
+        """Move an active instance to another version of its workflow (``MigrationError``: nothing changed)."""
+        instance = self.storage.load(id, self._workflow_name(workflow), history=False)
+        self.migrate_pk(instance.pk, to_version=to_version, step_map=step_map)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def migrate_pk(self, pk: Any, *, to_version: Any, step_map: Any = None) -> Instance:
+        """:meth:`migrate` of the instance stored under ``pk``; returns it as migrated (no history)."""
+        with telemetry_runner(self.runner_name):
+            with self.storage.atomic():
+                instance = self.storage.load_pk(pk, for_update=True, history=False)
+                effects, renamed = engine.migrate(instance, to_version, step_map)
+                self.storage.save(instance)
+                if renamed:
+                    self.storage.rename_timer_steps(instance.pk, renamed)
+                self._schedule(instance, effects)
+            self.run(instance, effects)
+        return instance
+
+    def plan_migration(self, instance: Instance, *, to_version: Any, step_map: Any = None) -> dict[str, str]:
+        """What :meth:`migrate` would do to ``instance``: {step now: step after}, or ``MigrationError``."""
+        mapping = engine.plan_migration(instance, to_version, step_map)
+        return {old.registry_name(): new.registry_name() for old, new in mapping.items()}
 
     def retry(self, id: str, *, workflow: Any = None) -> Instance:
         with telemetry_runner(self.runner_name):
@@ -216,11 +281,12 @@ class Runner:
         return fired
 
     def fire_timer(self, timer: Timer) -> bool:
+        """Fire one timer, unless its instance is paused (the timer then waits for ``unpause``)."""
         with telemetry_runner(self.runner_name):
             with self.storage.atomic():
-                if not self.storage.claim_timer(timer):
-                    return False
                 instance = self.storage.load_pk(timer.instance_pk, for_update=True, history=False)
+                if instance.status == Status.PAUSED or not self.storage.claim_timer(timer):
+                    return False
                 effects = engine.fire_timer(instance, timer.step, timer.purpose, timer.attempt)
                 if effects is None:
                     return False
@@ -230,11 +296,87 @@ class Runner:
             self.run(instance, effects)
         return True
 
+    # ---- schedules (SPEC §10) -------------------------------------------------------------------------
+    def fire_schedules(self) -> int:
+        """Start the instance of every schedule tick that is due by the engine's clock; returns
+        how many started.
+
+        A schedule seen for the first time is only noted, with its first tick after now (no
+        backfill); a schedule whose ticks were missed (no worker ran) starts only the latest one.
+        """
+        declared = [(wf, schedule) for wf in registry.all_workflows() for schedule in wf.schedules]
+        if not declared:
+            return 0
+        now = clock.now()
+        states = self.storage.schedule_states()
+        started = 0
+        for wf, schedule in declared:
+            state = states.get((wf.name, schedule.name))
+            if state is None or state.next_tick is None:
+                self.storage.see_schedule(wf.name, schedule.name, schedule.next_tick(now))
+            elif not state.paused and state.next_tick <= now and self.fire_schedule(wf, schedule, now):
+                started += 1
+        return started
+
+    def fire_schedule(self, workflow: type[BaseWorkflow], schedule: Schedule, now: Any) -> bool:
+        """Start the latest due tick of ``schedule``, once however many workers try (a storage
+        constraint on (schedule, tick), written in the start's transaction)."""
+        with telemetry_runner(self.runner_name):
+            with telemetry.buffered() as events:
+                with self.storage.atomic():
+                    state = self.storage.lock_schedule(workflow.name, schedule.name)
+                    if state is None or state.paused or state.next_tick is None or state.next_tick > now:
+                        return False  # another worker holds it, or it moved on
+                    tick = schedule.latest_tick(now)
+                    following = schedule.next_tick(now)
+                    if not self.storage.claim_tick(workflow.name, schedule.name, tick):
+                        return False
+                    value = schedule.value_for(tick)
+                    instance = self._new_instance(
+                        workflow, schedule.context_for(tick),
+                        build_id(workflow.unique.key, value, workflow.unique.scope), None, None)
+                    effects = engine.start(instance)
+                    try:
+                        self.storage.create(instance, workflow.unique.scope)
+                    except AlreadyRunning as exc:
+                        events.discard()
+                        logger.warning("schedule %s of %s: tick %s not started: %s", schedule.name, workflow.name,
+                                       tick.isoformat(), exc)
+                        self.storage.record_tick(workflow.name, schedule.name, tick, following, None, str(exc))
+                        return False
+                    self._schedule(instance, effects)
+                    self.storage.record_tick(workflow.name, schedule.name, tick, following, instance, "")
+                events.flush()
+            self.run(instance, effects)
+        return True
+
+    def pause_schedule(self, workflow: Any, name: str) -> None:
+        """Pause a schedule: its ticks start nothing until it is unpaused (durable)."""
+        wf, schedule = self.find_schedule(workflow, name)
+        with self.storage.atomic():
+            state = self.storage.schedule_states().get((wf.name, schedule.name))
+            self.storage.set_schedule_paused(wf.name, schedule.name, True, state.next_tick if state else None)
+
+    def unpause_schedule(self, workflow: Any, name: str) -> None:
+        """Unpause a schedule: its next tick is the first one after now (missed ticks are skipped)."""
+        wf, schedule = self.find_schedule(workflow, name)
+        with self.storage.atomic():
+            self.storage.set_schedule_paused(wf.name, schedule.name, False, schedule.next_tick(clock.now()))
+
+    def find_schedule(self, workflow: Any, name: Any) -> tuple[type[BaseWorkflow], Schedule]:
+        """The registered workflow and its schedule called ``name`` (``ValueError`` naming ``name``)."""
+        wf = resolve_workflow(workflow)
+        for schedule in wf.schedules:
+            if schedule.name == name:
+                return wf, schedule
+        names = ", ".join(s.name for s in wf.schedules) or "none"
+        raise ValueError(f"workflow {wf.name} has no schedule {name!r} (its schedules: {names})")
+
     def run_until_idle(self, max_iterations: int = 10_000) -> int:
-        """Fire due timers until none is due; returns how many fired."""
+        """Fire due timers and schedule ticks until none is due; returns how many fired."""
         total = 0
         for _ in range(max_iterations):
-            fired = self.fire_due_timers()
+            fired = self.fire_due_timers() + self.fire_schedules()
             if not fired:
                 break
             total += fired

@@ -27,6 +27,7 @@ from hephaestus_django.core import facade, registry
 from hephaestus_django.core.exceptions import WorkflowDefinitionError
 from hephaestus_django.core.graph import Graph, RouteSpec, build_graph, check_json_safe, route, validate_graph
 from hephaestus_django.core.keys import KEY_RE, SCOPES
+from hephaestus_django.core.schedules import Schedule, schedule_problems
 
 if TYPE_CHECKING:
     from hephaestus_django.core.instance import Instance
@@ -70,6 +71,13 @@ def _common_problems(cls: type[BaseWorkflow]) -> list[str]:
     name: Any = cls.name
     if not isinstance(name, str) or not name:
         problems.append(f"name must be a non-empty str, not {name!r}")
+    deadline: Any = cls.deadline
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)
+                                 or not 0 < deadline < float("inf")):
+        problems.append(f"deadline must be a positive number of seconds, not {deadline!r}")
+    schedules, schedule_issues = schedule_problems(cls.__name__, cls.__dict__.get("schedules", []))
+    problems.extend(schedule_issues)
+    cls.schedules = schedules  # with their default names filled in
     return problems
 
 
@@ -101,6 +109,11 @@ class BaseWorkflow:
     tags: ClassVar[list[str]] = []
     metadata: ClassVar[dict[str, Any]] = {}
     name: ClassVar[str]
+    #: Seconds after its start by which an instance must have finished; still active then, it
+    #: fails with ``DeadlineExceeded`` (and its compensations run). ``None``: no deadline.
+    deadline: ClassVar[float | None] = None
+    #: ``Schedule(...)``s: this workflow starts an instance at each of their ticks (not inherited).
+    schedules: ClassVar[list[Schedule]] = []
     #: ``abstract = True`` in a class body skips validation and registration (for base classes).
     abstract: ClassVar[bool] = True
     #: Set on a class whose definition failed while errors were being collected (autodiscovery).
@@ -128,8 +141,29 @@ class BaseWorkflow:
         return instance
 
     @_KeyedFacade
-    def cancel(cls, value: Any) -> Instance:  # noqa: N805
-        instance: Instance = facade.backend().cancel(cls.id_for(value), workflow=cls)
+    def cancel(cls, value: Any, *, compensate: bool = False) -> Instance:  # noqa: N805
+        """Cancel this value's instance (with ``compensate``, its compensations run first)."""
+        instance: Instance = facade.backend().cancel(cls.id_for(value), workflow=cls, compensate=compensate)
+        return instance
+
+    @_KeyedFacade
+    def pause(cls, value: Any) -> Instance:  # noqa: N805
+        """Hold this value's running or waiting instance: no step starts, no timer fires."""
+        instance: Instance = facade.backend().pause(cls.id_for(value), workflow=cls)
+        return instance
+
+    @_KeyedFacade
+    def unpause(cls, value: Any) -> Instance:  # noqa: N805
+        """Let this value's paused instance go on."""
+        instance: Instance = facade.backend().unpause(cls.id_for(value), workflow=cls)
+        return instance
+
+    @_KeyedFacade
+    def migrate(cls, value: Any, *, to_version: int,  # noqa: N805
+                step_map: dict[str, str] | None = None) -> Instance:
+        """Move this value's active instance to version ``to_version`` of the workflow."""
+        instance: Instance = facade.backend().migrate(cls.id_for(value), to_version=to_version, step_map=step_map,
+                                                      workflow=cls)
         return instance
 
     @classmethod
@@ -156,6 +190,12 @@ class BaseWorkflow:
     @classmethod
     def all_versions(cls) -> builtins.list[int]:
         raise NotImplementedError
+
+    @classmethod
+    def deadline_for(cls, version: int) -> float | None:
+        """The deadline of instances of ``version``: the version's own, else the workflow's."""
+        own = cls.definition(version).deadline
+        return own if own is not None else cls.deadline
 
     @classmethod
     def _finish_class(cls, problems: builtins.list[str]) -> None:

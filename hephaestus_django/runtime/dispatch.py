@@ -26,6 +26,7 @@ from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound,
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.runner import Runner, telemetry_runner
+from hephaestus_django.core.status import Status
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
@@ -38,6 +39,8 @@ logger = logging.getLogger("hephaestus")
 
 #: True while this context already runs steps in process (inside ``advance``, the test kit, ...).
 _inline: contextvars.ContextVar[bool] = contextvars.ContextVar("hephaestus_inline", default=False)
+#: Statuses whose instances have steps (or compensations) to run; never ``paused``.
+STEPPING = (Status.RUNNING.value, Status.COMPENSATING.value)
 
 
 class DispatchError(HephaestusError):
@@ -164,18 +167,13 @@ class DjangoRunner(Runner):
             self.storage.fail_unknown(timer.instance_pk, str(exc))
             return False
 
-    def cancel(self, id: str, *, workflow: Any = None) -> Instance:
-        instance = super().cancel(id, workflow=workflow)
-        self.storage.delete_timers(instance)  # queued deferred fires find nothing
-        return instance
-
     # ---- in-process helpers (test kit, worker) ------------------------------------------------------------
     def run_pending_steps(self, instance_pks: Iterable[Any] | None = None) -> int:
         """Run here every runnable step of running instances (queued on a backend, or lost
         with a worker), except steps whose retry is not due yet; returns how many ran."""
         pending_retries = self.storage.pending_retry_steps()
         if instance_pks is None:
-            instance_pks = list(WorkflowInstance.objects.filter(status="running").values_list("pk", flat=True))
+            instance_pks = list(WorkflowInstance.objects.filter(status__in=STEPPING).values_list("pk", flat=True))
         ran = 0
         token = _inline.set(True)
         try:
@@ -190,7 +188,7 @@ class DjangoRunner(Runner):
                 graph = engine.graph_of(instance)
                 blocked = pending_retries.get(pk, set())
                 effects: list[Effect] = [
-                    ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.index.__getitem__)
+                    ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.position)
                     if s.registry_name() not in blocked
                 ]
                 if effects:
@@ -206,7 +204,7 @@ class DjangoRunner(Runner):
         cutoff = now - timedelta(seconds=settings.LEASE_SECONDS)
         pending_retries = self.storage.pending_retry_steps()
         recovered = 0
-        for pk, revision in WorkflowInstance.objects.filter(status="running", updated_at__lt=cutoff) \
+        for pk, revision in WorkflowInstance.objects.filter(status__in=STEPPING, updated_at__lt=cutoff) \
                 .values_list("pk", "revision")[:1000]:
             # claim the recovery: only one worker re-dispatches an instance per lease
             if not WorkflowInstance.objects.filter(pk=pk, revision=revision).update(updated_at=now):

@@ -1,4 +1,5 @@
-"""The loop behind ``manage.py hephaestus_worker``: fire due timers (and, later, recover leases).
+"""The loop behind ``manage.py hephaestus_worker``: fire due timers, start due schedule ticks and
+recover expired leases.
 
 SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
 """
@@ -20,19 +21,20 @@ logger = logging.getLogger("hephaestus")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run_pass() -> tuple[int, int]:
-    """One pass of the worker: fire every due timer, then re-dispatch the steps of instances
-    whose lease expired; returns (timers fired, steps recovered)."""
+def run_pass() -> tuple[int, int, int]:
+    """One pass of the worker: fire every due timer, start the instances of due schedule ticks,
+    then re-dispatch the steps of instances whose lease expired; returns (timers fired, steps
+    recovered, scheduled instances started)."""
     service = get_runner()
-    return service.fire_due_timers(), service.recover_expired()
+    return service.fire_due_timers(), service.recover_expired(), service.fire_schedules()
 
 
 def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
 
     Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
-    returns the total number of timers fired and steps recovered. A pass that raises is logged and the loop goes
-    on; with ``once`` the error propagates.
+    returns the total number of timers fired, steps recovered and scheduled instances started. A
+    pass that raises is logged and the loop goes on; with ``once`` the error propagates.
     """
     stop = threading.Event()
     previous: dict[int, Any] = {}
@@ -54,15 +56,16 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
             stdout.write(f"Worker started (a pass every {interval:g}s); SIGTERM or Ctrl-C stops it.\n")
         while True:
             try:
-                fired, recovered = run_pass()
+                fired, recovered, started = run_pass()
             except Exception:
                 if once:
                     raise
                 logger.exception("hephaestus worker: a pass failed")
-                fired = recovered = 0
-            total += fired + recovered
-            if fired or recovered or once:
-                stdout.write(f"Fired {fired} due timer(s), recovered {recovered} step(s).\n")
+                fired = recovered = started = 0
+            total += fired + recovered + started
+            if fired or recovered or started or once:
+                ticks = f" Started {started} scheduled instance(s)." if started else ""
+                stdout.write(f"Fired {fired} due timer(s), recovered {recovered} step(s).{ticks}\n")
             if once:
                 break
             close_old_connections()

@@ -20,11 +20,11 @@ from hephaestus_django.core.base import Step
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
-from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
+from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, Instance
 from hephaestus_django.core.keys import unique_slot
-from hephaestus_django.core.ports import Timer
+from hephaestus_django.core.ports import ScheduleState, Timer
 from hephaestus_django.core.status import Status
-from hephaestus_django.storage.models import ACTIVE, HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import ACTIVE, HistoryEntry, ScheduleTick, WorkflowInstance, WorkflowSchedule
 from hephaestus_django.storage.models import Timer as TimerRow
 
 
@@ -63,6 +63,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
     waiting = {_step(graph, n, name): parse_datetime(t) if isinstance(t, str) else t
                for n, t in row.waiting_steps.items()}
     context = row.context or {}
+    completion_order = [_step(graph, n, name) for n in row.completed_steps]  # stored in completion order
     instance = Instance(
         id=row.instance_id,
         workflow=workflow,
@@ -72,7 +73,8 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         context=Context(initial=context.get("initial", {}), steps=context.get("steps", {})),
         step_configs={_step(graph, n, name): c for n, c in row.step_configs.items()},
         active_steps=steps(row.active_steps),
-        completed_steps=steps(row.completed_steps),
+        completed_steps=set(completion_order),
+        completion_order=completion_order,
         runtime_metadata=row.runtime_metadata,
         telemetry_metadata=row.telemetry_metadata,
         telemetry_start_time=row.telemetry_start_time,
@@ -80,6 +82,8 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         waiting_steps=waiting,  # type: ignore[arg-type]
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
+        paused_from=Status(row.paused_from) if row.paused_from else None,
+        compensation=_compensation_from(row.compensation, graph, name),
         revision=row.revision,
         pk=row.pk,
         created_at=row.created_at,
@@ -96,6 +100,34 @@ def _names(steps: Iterable[type[Step]]) -> list[str]:
     return sorted(s.registry_name() for s in steps)
 
 
+def _compensation_from(data: Any, graph: Graph, workflow: str) -> Compensation | None:
+    if not data:
+        return None
+    return Compensation(outcome=Status(data["outcome"]), error=data.get("error"),
+                        pending=[_step(graph, n, workflow) for n in data.get("pending", [])],
+                        done=[_step(graph, n, workflow) for n in data.get("done", [])],
+                        failed_step=data.get("failed_step"))
+
+
+def _compensation_fields(saga: Compensation | None) -> dict[str, Any] | None:
+    if saga is None:
+        return None
+    return {"outcome": saga.outcome.value, "error": saga.error, "pending": [s.registry_name() for s in saga.pending],
+            "done": [s.registry_name() for s in saga.done], "failed_step": saga.failed_step}
+
+
+def _completed_names(instance: Instance) -> list[str]:
+    """Completed steps in the order they completed (any not in ``completion_order``: sorted, first)."""
+    ordered = [s.registry_name() for s in instance.completion_order if s in instance.completed_steps]
+    if len(ordered) == len(instance.completed_steps):
+        return ordered
+    known = set(instance.completion_order)
+    return _names(s for s in instance.completed_steps if s not in known) + ordered
+
+
+#: Schedule ticks kept per schedule (the admin and the history of what each tick started).
+KEPT_TICKS = 100
+
 #: Set when the row is created and never changed by a state change.
 _CREATE_ONLY = ("telemetry_metadata", "telemetry_start_time", "started_at")
 
@@ -105,18 +137,21 @@ def row_fields(instance: Instance) -> dict[str, Any]:
     scope = instance.workflow.unique.scope
     active = instance.status.is_active
     return {
+        "workflow_version": instance.workflow_version,
         "status": instance.status.value,
         "current_step": instance.current_step.registry_name() if instance.current_step else "",
         "context": instance.context.to_dict(),
         "step_configs": {s.registry_name(): c for s, c in instance.step_configs.items()},
         "active_steps": _names(instance.active_steps),
-        "completed_steps": _names(instance.completed_steps),
+        "completed_steps": _completed_names(instance),
         "waiting_steps": {s.registry_name(): t for s, t in instance.waiting_steps.items()},
         "pending_joins": _names(instance.pending_joins),
         "runtime_metadata": instance.runtime_metadata,
         "telemetry_metadata": instance.telemetry_metadata,
         "telemetry_start_time": instance.telemetry_start_time,
         "error": instance.error or "",
+        "paused_from": instance.paused_from.value if instance.paused_from else "",
+        "compensation": _compensation_fields(instance.compensation),
         "unique_slot": unique_slot(scope, instance.id, instance.workflow.name, instance.workflow_version)
         if active else None,
         "started_at": instance.started_at,
@@ -233,8 +268,7 @@ class DjangoStorage:
         try:
             with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
                 row = WorkflowInstance.objects.create(
-                    instance_id=instance.id, workflow=instance.workflow.name,
-                    workflow_version=instance.workflow_version, created_at=now, updated_at=now,
+                    instance_id=instance.id, workflow=instance.workflow.name, created_at=now, updated_at=now,
                     revision=1, **fields,
                 )
         except IntegrityError:
@@ -314,7 +348,8 @@ class DjangoStorage:
 
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
         rows = TimerRow.objects.bulk_create([
-            TimerRow(instance_id=instance.pk, step=effect.step.registry_name(), purpose=effect.purpose,
+            TimerRow(instance_id=instance.pk, step=effect.step.registry_name() if effect.step is not None else "",
+                     purpose=effect.purpose,
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
@@ -323,9 +358,72 @@ class DjangoStorage:
     def delete_timers(self, instance: Instance) -> None:
         TimerRow.objects.filter(instance_id=instance.pk).delete()
 
-    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
-        rows = TimerRow.objects.filter(due_at__lte=now).order_by("due_at", "pk")[:limit]
-        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in rows]
+    def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
+        """Due timers of one instance, or of every instance that is not paused (those wait for unpause)."""
+        rows = TimerRow.objects.filter(due_at__lte=now)
+        if instance_pk is not None:
+            rows = rows.filter(instance_id=instance_pk)
+        else:
+            rows = rows.exclude(instance__status=Status.PAUSED.value)
+        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt)
+                for r in rows.order_by("due_at", "pk")[:limit]]
+
+    def retry_timer_steps(self, instance_pk: Any) -> set[str]:
+        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose="retry").values_list("step", flat=True))
+
+    def rename_timer_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        for old, new in renamed.items():
+            TimerRow.objects.filter(instance_id=instance_pk, step=old).update(step=new)
+
+    # ---- schedules ------------------------------------------------------------------------------------
+    @staticmethod
+    def _schedule_state(row: WorkflowSchedule) -> ScheduleState:
+        return ScheduleState(row.workflow, row.name, row.next_tick, row.paused, row.last_tick,
+                             row.last_instance or None)
+
+    def schedule_states(self) -> dict[tuple[str, str], ScheduleState]:
+        return {(r.workflow, r.name): self._schedule_state(r) for r in WorkflowSchedule.objects.all()}
+
+    def see_schedule(self, workflow: str, name: str, next_tick: datetime) -> None:
+        WorkflowSchedule.objects.bulk_create([WorkflowSchedule(workflow=workflow, name=name, next_tick=next_tick)],
+                                             ignore_conflicts=True)
+        WorkflowSchedule.objects.filter(workflow=workflow, name=name, next_tick__isnull=True) \
+            .update(next_tick=next_tick)
+
+    def lock_schedule(self, workflow: str, name: str) -> ScheduleState | None:
+        # skip_locked: a schedule another worker is firing is left to it
+        row = WorkflowSchedule.objects.select_for_update(skip_locked=True) \
+            .filter(workflow=workflow, name=name).first()
+        return self._schedule_state(row) if row is not None else None
+
+    def claim_tick(self, workflow: str, name: str, tick: datetime) -> bool:
+        schedule = WorkflowSchedule.objects.only("pk").get(workflow=workflow, name=name)
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a lost race
+                ScheduleTick.objects.create(schedule=schedule, tick=tick)
+        except IntegrityError:
+            return False
+        return True
+
+    def record_tick(self, workflow: str, name: str, tick: datetime, next_tick: datetime,
+                    instance: Instance | None, error: str) -> None:
+        schedule = WorkflowSchedule.objects.filter(workflow=workflow, name=name)
+        ScheduleTick.objects.filter(schedule__in=schedule, tick=tick).update(
+            instance_id=instance.pk if instance is not None else None, error=error)
+        changes: dict[str, Any] = {"next_tick": next_tick, "last_tick": tick}
+        if instance is not None:
+            changes["last_instance"] = instance.id
+        schedule.update(**changes)
+        # keep the latest ticks only: next_tick only moves forward (under the row lock), so an older
+        # tick can never be started again
+        ticks = ScheduleTick.objects.filter(schedule__in=schedule)
+        oldest_kept = ticks.order_by("-tick").values_list("tick", flat=True)[KEPT_TICKS - 1:KEPT_TICKS].first()
+        if oldest_kept is not None:
+            ticks.filter(tick__lt=oldest_kept).delete()
+
+    def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
+        WorkflowSchedule.objects.update_or_create(workflow=workflow, name=name,
+                                                  defaults={"paused": paused, "next_tick": next_tick})
 
     def timers(self, instance_pk: Any = None) -> list[Timer]:
         qs = TimerRow.objects.order_by("due_at", "pk")

@@ -1,4 +1,4 @@
-"""``manage.py hephaestus_worker``: fire due timers (and recover expired leases) in a loop."""
+"""``manage.py hephaestus_worker``: fire due timers and schedule ticks, recover expired leases, in a loop."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def positive_seconds(text: str) -> float:
 
 
 class Command(HephaestusCommand):
-    help = "Fire due timers and recover expired leases, every --interval seconds until SIGTERM/Ctrl-C."
+    help = ("Fire due timers and schedule ticks and recover expired leases, every --interval seconds until "
+            "SIGTERM/Ctrl-C.")
     json_option = False
 
     def add_arguments(self, parser: CommandParser) -> None:

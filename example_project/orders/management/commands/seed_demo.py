@@ -39,6 +39,10 @@ class Command(BaseCommand):
 
         # failed: a payment whose retries are exhausted (first: it moves the clock to fire its retries)
         attempt("failed", self._failed)
+        # failed after its compensations: the parcel was damaged, so the stock was released and the
+        # payment refunded (history: failed, then two "compensated" entries)
+        attempt("failed (compensated)", lambda: start_instance(OrderFulfilment, {"items": ITEMS, "damaged": True},
+                                                               id="order::ORD-1006"))
         # running: the card was declined, the payment is retried in a few seconds
         attempt("running", lambda: start_instance(OrderFulfilment, {"items": ITEMS, "card": "declined"},
                                                   id="order::ORD-1003"))
