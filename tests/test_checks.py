@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -91,3 +92,31 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     assert "hephaestus.E101" in result.stderr
     assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+FENNEL = "django_tasks_fennel.CeleryBackend"
+
+
+@override_settings(TASKS={"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+                          "celery": {"BACKEND": FENNEL}},
+                   HEPHAESTUS={"TASK_BACKEND": "celery"})
+def test_a_backend_with_its_own_task_class_must_be_the_default():
+    """django-tasks-fennel registers a task with Celery when the task is created on it; the engine's
+    tasks are created on TASKS['default'], so a Celery worker would discard them as unregistered."""
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    messages = check_task_backend()
+    assert ids(messages) == ["hephaestus.E202"]
+    assert messages[0].msg == (
+        "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend django_tasks_fennel.backend.CeleryBackend runs only "
+        "tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
+        "TASKS['default'], so its workers would discard them as unregistered.")
+    assert messages[0].hint == "Make this backend TASKS['default'] and remove HEPHAESTUS['TASK_BACKEND']."
+
+
+def test_celery_as_the_default_backend_passes_the_checks():
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    out = subprocess.run([sys.executable, "-m", "django", "check", "--settings", "tests.settings_celery"],
+                         cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "hephaestus." not in out.stdout + out.stderr
