@@ -22,7 +22,7 @@ elif SETUP.startswith("rq"):
     TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": QUEUES}}
 elif SETUP.startswith("celery"):
     INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_fennel"]
-    TASKS = {"default": {"BACKEND": "django_tasks_fennel.CeleryBackend", "QUEUES": QUEUES}}
+    TASKS = {"default": {"BACKEND": "hephaestus_django.contrib.celery.CeleryBackend", "QUEUES": QUEUES}}
     # the settings of docs/deployment.md
     CELERY_BROKER_URL = os.environ.get("BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
     CELERY_TASK_ACKS_LATE = True

@@ -41,7 +41,25 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     except Exception as exc:
         return [checks.Error(f"HEPHAESTUS['TASK_BACKEND'] names task backend {alias!r}, which cannot be loaded: "
                              f"{exc}", hint="Add it to the TASKS setting.", id="hephaestus.E201")]
-    return _check_task_class(alias, backend)
+    return _check_task_class(alias, backend) + _check_celery_eta(alias, backend)
+
+
+def _check_celery_eta(alias: str, backend: Any) -> list[checks.CheckMessage]:
+    """Timers sent as Celery ETA tasks stop RabbitMQ consumers that hold them past consumer_timeout."""
+    if not getattr(backend, "supports_defer", False):
+        return []
+    try:
+        from django_tasks_fennel import CeleryBackend as FennelBackend
+    except ImportError:
+        return []
+    if not isinstance(backend, FennelBackend):
+        return []
+    return [checks.Warning(
+        f"TASKS[{alias!r}] sends the engine's timers to Celery as ETA tasks: a worker holds each one "
+        "unacknowledged until it is due, and RabbitMQ stops a consumer that holds a message longer than its "
+        "consumer_timeout (30 minutes by default).",
+        hint="Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker).",
+        id="hephaestus.W202")]
 
 
 def _check_task_class(alias: str, backend: Any) -> list[checks.CheckMessage]:

@@ -1,4 +1,4 @@
-"""Worker settings for the Celery tests: the test database, RabbitMQ, django-tasks-fennel.
+"""Worker settings for the Celery tests: the test database, RabbitMQ, hephaestus_django.contrib.celery.
 
 The tests pass the test database's name in ``HEPHAESTUS_TEST_DB_NAME``, a queue of their own in
 ``HEPHAESTUS_TEST_QUEUE`` (parallel runs never take each other's messages) and the broker in
@@ -16,7 +16,7 @@ DATABASES["default"]["NAME"] = os.environ.get("HEPHAESTUS_TEST_DB_NAME", DATABAS
 DATABASES["default"].pop("TEST", None)
 
 QUEUE = os.environ.get("HEPHAESTUS_TEST_QUEUE", "default")
-TASKS = {"default": {"BACKEND": "django_tasks_fennel.CeleryBackend", "QUEUES": sorted({"default", QUEUE})}}
+TASKS = {"default": {"BACKEND": "hephaestus_django.contrib.celery.CeleryBackend", "QUEUES": sorted({"default", QUEUE})}}
 HEPHAESTUS = {"LEASE_SECONDS": float(os.environ.get("HEPHAESTUS_TEST_LEASE", "300")), "WORKER_INTERVAL": 0.2,
               "QUEUE_NAME": QUEUE}
 

@@ -94,11 +94,13 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+
 FENNEL = "django_tasks_fennel.CeleryBackend"
+OURS = "hephaestus_django.contrib.celery.CeleryBackend"
 
 
 @override_settings(TASKS={"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-                          "celery": {"BACKEND": FENNEL}},
+                          "celery": {"BACKEND": OURS}},
                    HEPHAESTUS={"TASK_BACKEND": "celery"})
 def test_a_backend_with_its_own_task_class_must_be_the_default():
     """django-tasks-fennel registers a task with Celery when the task is created on it; the engine's
@@ -107,13 +109,42 @@ def test_a_backend_with_its_own_task_class_must_be_the_default():
     messages = check_task_backend()
     assert ids(messages) == ["hephaestus.E202"]
     assert messages[0].msg == (
-        "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend django_tasks_fennel.backend.CeleryBackend runs only "
-        "tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
+        "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend hephaestus_django.contrib.celery.CeleryBackend runs "
+        "only tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
         "TASKS['default'], so its workers would discard them as unregistered.")
     assert messages[0].hint == "Make this backend TASKS['default'] and remove HEPHAESTUS['TASK_BACKEND']."
 
 
+@override_settings(TASKS={"default": {"BACKEND": FENNEL}})
+def test_fennel_itself_would_send_timers_as_celery_eta_tasks():
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    messages = check_task_backend()
+    assert ids(messages) == ["hephaestus.W202"]
+    assert messages[0].msg == (
+        "TASKS['default'] sends the engine's timers to Celery as ETA tasks: a worker holds each one unacknowledged "
+        "until it is due, and RabbitMQ stops a consumer that holds a message longer than its consumer_timeout "
+        "(30 minutes by default).")
+    assert messages[0].hint == (
+        "Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker).")
+
+
+@override_settings(TASKS={"default": {"BACKEND": OURS}})
+def test_our_celery_backend_refuses_run_after():
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hephaestus_django.compat import InvalidTaskError
+    from hephaestus_django.runtime.tasks import fire_timer
+
+    assert check_task_backend() == []
+    with pytest.raises(InvalidTaskError, match="^Backend does not support run_after.$"):
+        fire_timer.using(run_after=timezone.now() + timedelta(hours=1))
+
+
 def test_celery_as_the_default_backend_passes_the_checks():
+    """A project whose TASKS['default'] is our Celery backend (the engine's tasks are fennel's then)."""
     pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
     out = subprocess.run([sys.executable, "-m", "django", "check", "--settings", "tests.settings_celery"],
                          cwd=ROOT, capture_output=True, text=True, check=False,

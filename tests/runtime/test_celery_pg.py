@@ -1,4 +1,5 @@
-"""Issue 11: steps on real ``celery worker`` processes (django-tasks-fennel) on RabbitMQ and PostgreSQL.
+"""Issue 11: steps on real ``celery worker`` processes (hephaestus_django.contrib.celery, over
+django-tasks-fennel) on RabbitMQ and PostgreSQL.
 
 Every test has a queue of its own (``hd-<random>``), deleted afterwards, so parallel runs on the same
 broker never take each other's messages.
@@ -25,6 +26,7 @@ from tests.workflows import CountedFlow, FanOutFlow, RCounted, RJoin, TimerFlow 
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
+CELERY_BACKEND = "hephaestus_django.contrib.celery.CeleryBackend"
 AMQP = os.environ.get("HEPHAESTUS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
 
@@ -68,7 +70,7 @@ def celery(settings, workers, monkeypatch):
     monkeypatch.setenv("HEPHAESTUS_TEST_AMQP", AMQP)
     app.conf.broker_url = AMQP  # this process publishes through fennel's app (celery.current_app)
     app.set_default()
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_fennel.CeleryBackend", "QUEUES": ["default", queue]}}
+    settings.TASKS = {"default": {"BACKEND": CELERY_BACKEND, "QUEUES": ["default", queue]}}
     settings.HEPHAESTUS = {"QUEUE_NAME": queue}
     workers.settings = "tests.settings_celery"
     try:
@@ -122,12 +124,13 @@ def test_fan_outs_on_two_celery_workers(celery, tmp_path):
         assert set(instance.context.steps) == {"r_split", "rb1", "rb2", "rb3", "r_join"}
 
 
-def test_wait_fires_through_celery_eta(celery):
-    """No hephaestus_worker runs: the timer fires through the ``fire_timer`` task sent with an ETA."""
+def test_wait_fires_through_hephaestus_worker(celery):
+    """The backend sends no ETA task: the timer row is fired by hephaestus_worker when it is due."""
     celery.worker()
     TimerFlow.start("CE", {})
     wait_for(lambda: Timer.objects.filter(instance__instance_id="timer::CE").exists(), 60, celery.logs)
     assert h.get_instance("timer::CE").status == Status.WAITING
+    celery.hephaestus_worker()
     wait_for(lambda: h.get_instance("timer::CE").status == Status.COMPLETED, 60, celery.logs)
     instance = h.get_instance("timer::CE")
     kinds = [(e.kind, e.event) for e in instance.execution_history]
