@@ -34,6 +34,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root is not on the path
+
+from bench import markdown_table  # noqa: E402
+
 SETUPS = ["db", "rq-fork", "rq-simple", "celery-prefork", "celery-threads"]
 
 
@@ -170,10 +174,7 @@ def main() -> None:
     with psycopg.connect(args.pg_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
     header = ["setup", "shape", "n", "completed", "wall_s", "inst_per_s", "steps_per_s"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(str(r[h]) for h in header) + " |")
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ provides the same API under ``django_tasks`` (with a few differing exception nam
 
 from __future__ import annotations
 
+import importlib
+
 import django
 
 # Chosen by Django's version, not by trying imports: an import error inside django.tasks must
@@ -31,34 +33,21 @@ else:  # Django 5.2 with the backport
     TASKS_MODULE = "django_tasks"
 
 
-def _immediate_backends() -> tuple[type, ...]:
-    """The immediate backend classes of both modules (a project may name either in ``TASKS``)."""
-    classes: list[type] = [ImmediateBackend]
+def _with_backport(cls: type, module: str) -> tuple[type, ...]:
+    """``cls`` and the backport's class of the same name from ``module`` (one class on Django 5.2):
+    a project may name either module's backends in ``TASKS``."""
+    classes: list[type] = [cls]
     try:
-        from django_tasks.backends.immediate import ImmediateBackend as Backported
+        classes.append(getattr(importlib.import_module(module), cls.__name__))
     except ImportError:  # pragma: no cover - the backport is a dependency
         pass
-    else:
-        classes.append(Backported)
     return tuple(dict.fromkeys(classes))
 
 
-IMMEDIATE_BACKENDS = _immediate_backends()
-
-
-def _framework_task_classes() -> tuple[type, ...]:
-    """``Task`` of both modules: a backend whose ``task_class`` is neither brings its own."""
-    classes: list[type] = [Task]
-    try:
-        from django_tasks.base import Task as Backported
-    except ImportError:  # pragma: no cover - the backport is a dependency
-        pass
-    else:
-        classes.append(Backported)
-    return tuple(dict.fromkeys(classes))
-
-
-FRAMEWORK_TASK_CLASSES = _framework_task_classes()
+#: The immediate backend classes of both modules.
+IMMEDIATE_BACKENDS = _with_backport(ImmediateBackend, "django_tasks.backends.immediate")
+#: ``Task`` of both modules: a backend whose ``task_class`` is neither brings its own.
+FRAMEWORK_TASK_CLASSES = _with_backport(Task, "django_tasks.base")
 
 __all__ = [
     "FRAMEWORK_TASK_CLASSES",

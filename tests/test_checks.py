@@ -99,33 +99,33 @@ FENNEL = "django_tasks_fennel.CeleryBackend"
 OURS = "hephaestus_django.contrib.celery.CeleryBackend"
 
 
-@override_settings(TASKS={"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-                          "celery": {"BACKEND": OURS}},
-                   HEPHAESTUS={"TASK_BACKEND": "celery"})
-def test_a_backend_with_its_own_task_class_must_be_the_default():
-    """django-tasks-fennel registers a task with Celery when the task is created on it; the engine's
-    tasks are created on TASKS['default'], so a Celery worker would discard them as unregistered."""
+@pytest.mark.parametrize(("tasks", "hephaestus", "expected"), [
+    pytest.param(
+        {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}, "celery": {"BACKEND": OURS}},
+        {"TASK_BACKEND": "celery"},
+        ("hephaestus.E202",
+         "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend hephaestus_django.contrib.celery.CeleryBackend runs "
+         "only tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
+         "TASKS['default'], so its workers would discard them as unregistered.",
+         "Make this backend TASKS['default'] and remove HEPHAESTUS['TASK_BACKEND']."),
+        # fennel registers a task with Celery when the task is created on its backend: a Celery worker
+        # would discard the engine's tasks (created on TASKS['default']) as unregistered
+        id="celery-not-the-default-alias"),
+    pytest.param(
+        {"default": {"BACKEND": FENNEL}},
+        {},
+        ("hephaestus.W202",
+         "TASKS['default'] sends the engine's timers to Celery as ETA tasks: a worker holds each one unacknowledged "
+         "until it is due, and RabbitMQ stops a consumer that holds a message longer than its consumer_timeout "
+         "(30 minutes by default).",
+         "Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker)."),
+        id="fennel-sends-timers-as-eta-tasks"),
+])
+def test_celery_backend_checks(tasks, hephaestus, expected):
     pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
-    messages = check_task_backend()
-    assert ids(messages) == ["hephaestus.E202"]
-    assert messages[0].msg == (
-        "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend hephaestus_django.contrib.celery.CeleryBackend runs "
-        "only tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
-        "TASKS['default'], so its workers would discard them as unregistered.")
-    assert messages[0].hint == "Make this backend TASKS['default'] and remove HEPHAESTUS['TASK_BACKEND']."
-
-
-@override_settings(TASKS={"default": {"BACKEND": FENNEL}})
-def test_fennel_itself_would_send_timers_as_celery_eta_tasks():
-    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
-    messages = check_task_backend()
-    assert ids(messages) == ["hephaestus.W202"]
-    assert messages[0].msg == (
-        "TASKS['default'] sends the engine's timers to Celery as ETA tasks: a worker holds each one unacknowledged "
-        "until it is due, and RabbitMQ stops a consumer that holds a message longer than its consumer_timeout "
-        "(30 minutes by default).")
-    assert messages[0].hint == (
-        "Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker).")
+    with override_settings(TASKS=tasks, HEPHAESTUS=hephaestus):
+        messages = check_task_backend()
+    assert [(m.id, m.msg, m.hint) for m in messages] == [expected]
 
 
 @override_settings(TASKS={"default": {"BACKEND": OURS}})
