@@ -104,9 +104,10 @@ def assert_applied_once(instance_id: str) -> None:
     assert Ledger.objects.filter(instance_id=instance_id, note="applied").count() == 1  # the atomic step once
 
 
-def test_fan_outs_on_two_celery_workers(celery, tmp_path):
-    celery.worker(concurrency=2)
-    celery.worker(concurrency=2)
+@pytest.mark.parametrize(("pool", "concurrency"), [("prefork", 2), ("threads", 4)])
+def test_fan_outs_on_two_celery_workers(celery, tmp_path, pool, concurrency):
+    celery.worker(pool=pool, concurrency=concurrency)
+    celery.worker(pool=pool, concurrency=concurrency)
     for i in range(50):
         FanOutFlow.start(f"C{i}", {"dir": str(tmp_path)})
 
