@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import django
 from django.conf import settings
@@ -46,13 +45,3 @@ autodoc_default_options = {"show-inheritance": True}
 
 html_theme = "furo"
 html_title = f"hephaestus_django {release}"
-
-
-def _deployment_page_until_it_lands(app: Any, docname: str, source: list[str]) -> None:
-    """``deployment.md`` comes with the queue backends' work: list it in the nav once it exists."""
-    if docname == "index" and not (DOCS / "deployment.md").exists():
-        source[0] = source[0].replace("\ndeployment\n", "\n")
-
-
-def setup(app: Any) -> None:
-    app.connect("source-read", _deployment_page_until_it_lands)

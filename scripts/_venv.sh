@@ -3,7 +3,7 @@
 # Environment:
 #   PYTHON       interpreter that creates the venv (default: python3; must be >= 3.11)
 #   VENV         venv directory (default: .venv at the repository root)
-#   EXTRAS       extras installed with the project (default: postgres,worker,rq,otel,schema)
+#   EXTRAS       extras installed with the project (default: postgres,worker,rq,celery,otel,schema)
 #   DEP_GROUPS   PEP 735 dependency groups of pyproject.toml installed beside it (default: dev = test, lint
 #                and docs tools); needs pip >= 25.1, which is installed into the venv first
 #   DJANGO_SPEC  optional requirement resolved together with the project, e.g. 'Django>=6.1,<6.2'
@@ -16,7 +16,7 @@ cd "$REPO_ROOT"
 
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
-EXTRAS="${EXTRAS:-postgres,worker,rq,otel,schema}"
+EXTRAS="${EXTRAS:-postgres,worker,rq,celery,otel,schema}"
 DEP_GROUPS="${DEP_GROUPS:-dev}"
 DJANGO_SPEC="${DJANGO_SPEC:-}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -190,3 +191,62 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     assert "hephaestus.E101" in result.stderr
     assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+
+FENNEL = "django_tasks_fennel.CeleryBackend"
+OURS = "hephaestus_django.contrib.celery.CeleryBackend"
+
+
+@pytest.mark.parametrize(("tasks", "hephaestus", "expected"), [
+    pytest.param(
+        {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}, "celery": {"BACKEND": OURS}},
+        {"TASK_BACKEND": "celery"},
+        ("hephaestus.E202",
+         "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend hephaestus_django.contrib.celery.CeleryBackend runs "
+         "only tasks of its own class (django_tasks_fennel.backend.Task); the engine's tasks are created on "
+         "TASKS['default'], so its workers would discard them as unregistered.",
+         "Make this backend TASKS['default'] and remove HEPHAESTUS['TASK_BACKEND']."),
+        # fennel registers a task with Celery when the task is created on its backend: a Celery worker
+        # would discard the engine's tasks (created on TASKS['default']) as unregistered
+        id="celery-not-the-default-alias"),
+    pytest.param(
+        {"default": {"BACKEND": FENNEL}},
+        {},
+        ("hephaestus.W202",
+         "TASKS['default'] sends the engine's timers to Celery as ETA tasks: a worker holds each one unacknowledged "
+         "until it is due, and RabbitMQ stops a consumer that holds a message longer than its consumer_timeout "
+         "(30 minutes by default).",
+         "Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker)."),
+        id="fennel-sends-timers-as-eta-tasks"),
+])
+def test_celery_backend_checks(tasks, hephaestus, expected):
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    with override_settings(TASKS=tasks, HEPHAESTUS=hephaestus):
+        messages = check_task_backend()
+    assert [(m.id, m.msg, m.hint) for m in messages] == [expected]
+
+
+@override_settings(TASKS={"default": {"BACKEND": OURS}})
+def test_our_celery_backend_refuses_run_after():
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hephaestus_django.compat import InvalidTaskError
+    from hephaestus_django.runtime.tasks import fire_timer
+
+    assert check_task_backend() == []
+    with pytest.raises(InvalidTaskError, match="^Backend does not support run_after.$"):
+        fire_timer.using(run_after=timezone.now() + timedelta(hours=1))
+
+
+def test_celery_as_the_default_backend_passes_the_checks():
+    """A project whose TASKS['default'] is our Celery backend (the engine's tasks are fennel's then)."""
+    pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
+    out = subprocess.run([sys.executable, "-m", "django", "check", "--settings", "tests.settings_celery"],
+                         cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert "hephaestus." not in out.stdout + out.stderr

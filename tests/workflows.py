@@ -348,6 +348,45 @@ class AtomicFlow(Workflow):
     transitions = {(RLedger, "written"): RPause, (RPause, "done"): Done}
 
 
+class RCounted(Step):
+    """Counts its executions as Ledger rows (committed at once: it is not atomic) and sleeps in its
+    first one, so that a worker can be killed in the middle of it."""
+
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        import os
+        import time
+
+        from tests.models import Ledger
+
+        Ledger.objects.create(instance_id=instance.id, note=f"execution pid={os.getpid()}")
+        runs = Ledger.objects.filter(instance_id=instance.id, note__startswith="execution").count()
+        if runs == 1:
+            time.sleep(float(context.initial.get("sleep", 60)))
+        return Ok("done", {"runs": runs})
+
+
+class RApplied(Step):
+    """Atomic: one Ledger row per applied run of the workflow's second step."""
+
+    events = ("done",)
+    atomic = True
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        from tests.models import Ledger
+
+        Ledger.objects.create(instance_id=instance.id, note="applied")
+        return Ok("done", {"after_runs": context.steps["r_counted"]["runs"]})
+
+
+class CountedFlow(Workflow):
+    name = "tests.CountedFlow"
+    unique = Unique(key="counted")
+    start_step = RCounted
+    transitions = {(RCounted, "done"): RApplied, (RApplied, "done"): Done}
+
+
 # ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
 from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows
 
