@@ -112,7 +112,7 @@ class BaseWorkflow:
     #: Seconds after its start by which an instance must have finished; still active then, it
     #: fails with ``DeadlineExceeded`` (and its compensations run). ``None``: no deadline.
     deadline: ClassVar[float | None] = None
-    #: ``Schedule(...)``s: this workflow starts an instance at each of their ticks (not inherited).
+    #: A list of ``Schedule(...)``: this workflow starts an instance at each of their ticks (not inherited).
     schedules: ClassVar[list[Schedule]] = []
     #: ``abstract = True`` in a class body skips validation and registration (for base classes).
     abstract: ClassVar[bool] = True
