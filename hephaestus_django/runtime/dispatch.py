@@ -21,7 +21,7 @@ from django.db import transaction
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
-from hephaestus_django.core.effects import Effect, ExecuteStep
+from hephaestus_django.core.effects import Effect, ExecuteStep, by_instance
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
@@ -63,14 +63,15 @@ class DjangoRunner(Runner):
 
     # ---- dispatch -----------------------------------------------------------------------------------
     def run(self, instance: Instance, effects: list[Effect]) -> int:
-        steps = [e for e in effects if isinstance(e, ExecuteStep)]
-        if not steps:
+        groups = by_instance(instance, effects)  # ``Continue`` effects: children, parents
+        if not groups:
             return 0
         if _inline.get():
             return super().run(instance, effects)
         if self.is_immediate:
-            return self._advance_immediately(instance, steps)
-        self._enqueue_steps(instance.pk, steps)
+            return sum(self._advance_immediately(owner, steps) for owner, steps in groups)
+        for owner, steps in groups:
+            self._enqueue_steps(owner.pk, steps)
         return 0
 
     def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> int:
@@ -164,10 +165,9 @@ class DjangoRunner(Runner):
             self.storage.fail_unknown(timer.instance_pk, str(exc))
             return False
 
-    def cancel(self, id: str, *, workflow: Any = None) -> Instance:
-        instance = super().cancel(id, workflow=workflow)
-        self.storage.delete_timers(instance)  # queued deferred fires find nothing
-        return instance
+    def _on_cancelled(self, instances: list[Instance]) -> None:
+        for instance in instances:
+            self.storage.delete_timers(instance)  # queued deferred fires find nothing
 
     # ---- in-process helpers (test kit, worker) ------------------------------------------------------------
     def run_pending_steps(self, instance_pks: Iterable[Any] | None = None) -> int:

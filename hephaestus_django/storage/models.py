@@ -1,4 +1,5 @@
-"""Database tables: one row per instance, one per history entry, one per pending timer."""
+"""Database tables: one row per instance, one per history entry, one per pending timer, and one
+per idempotency key a resume used."""
 
 from __future__ import annotations
 
@@ -68,6 +69,13 @@ class WorkflowInstance(models.Model):
     telemetry_metadata = models.JSONField(_("telemetry metadata"), default=dict, encoder=DjangoJSONEncoder)
     telemetry_start_time = models.BigIntegerField(_("telemetry start time"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True, default="")
+    #: The instance whose children step started this one (a child workflow), if any.
+    parent = models.ForeignKey("self", verbose_name=_("parent"), null=True, blank=True, editable=False,
+                               on_delete=models.SET_NULL, related_name="children")
+    #: The parent's id (``key::value``), kept with the row: shapes show it without a join.
+    parent_instance_id = models.CharField(_("parent id"), max_length=255, blank=True, default="", editable=False)
+    #: Registry name of the parent's children step that started this one.
+    parent_step = models.CharField(_("parent step"), max_length=255, blank=True, default="", editable=False)
     #: What an active instance reserves under its uniqueness scope; NULL once finished.
     unique_slot = models.CharField(max_length=600, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL frees the slot
     revision = models.PositiveIntegerField(default=0, editable=False)
@@ -142,6 +150,29 @@ class HistoryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}. {self.kind} {self.step} {self.event}".strip()
+
+
+class ResumeKey(models.Model):
+    """An idempotency key a resume of ``instance`` used: the same key again does nothing.
+
+    Kept for the instance's lifetime (deleted with it); the unique constraint is what makes a
+    redelivered resume a no-op, however many arrive at once.
+    """
+
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="resume_keys",
+                                 db_index=False)  # the constraint's index starts with it
+    key = models.CharField(_("idempotency key"), max_length=255)
+    created_at = models.DateTimeField(_("used"))
+
+    class Meta:
+        verbose_name = _("resume idempotency key")
+        verbose_name_plural = _("resume idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "key"], name="hephaestus_resume_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Timer(models.Model):

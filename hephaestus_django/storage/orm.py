@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
@@ -24,7 +25,7 @@ from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import Timer
 from hephaestus_django.core.status import Status
-from hephaestus_django.storage.models import ACTIVE, HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import ACTIVE, HistoryEntry, ResumeKey, WorkflowInstance
 from hephaestus_django.storage.models import Timer as TimerRow
 
 
@@ -80,6 +81,9 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         waiting_steps=waiting,  # type: ignore[arg-type]
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
+        parent_id=row.parent_instance_id or None,
+        parent_pk=row.parent_id,
+        parent_step=row.parent_step or None,
         revision=row.revision,
         pk=row.pk,
         created_at=row.created_at,
@@ -235,7 +239,8 @@ class DjangoStorage:
                 row = WorkflowInstance.objects.create(
                     instance_id=instance.id, workflow=instance.workflow.name,
                     workflow_version=instance.workflow_version, created_at=now, updated_at=now,
-                    revision=1, **fields,
+                    revision=1, parent_id=instance.parent_pk, parent_instance_id=instance.parent_id or "",
+                    parent_step=instance.parent_step or "", **fields,
                 )
         except IntegrityError:
             raise AlreadyRunning(
@@ -356,6 +361,46 @@ class DjangoStorage:
     def claim_timer(self, timer: Timer) -> bool:
         deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
         return bool(deleted)
+
+    # ---- resume keys and child workflows --------------------------------------------------------------
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a used key
+                ResumeKey.objects.create(instance_id=instance.pk, key=key, created_at=clock.now())
+        except IntegrityError:
+            return False
+        return True
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        return WorkflowInstance.objects.filter(parent_id=pk, parent_step=step, status__in=ACTIVE).exists()
+
+    def children_of(self, pk: Any, step: str) -> list[ChildSummary]:
+        rows = WorkflowInstance.objects.filter(parent_id=pk, parent_step=step).order_by("pk") \
+            .values_list("instance_id", "workflow", "status", "error", "context")
+        return [ChildSummary(id, workflow, status, error or None, (context or {}).get("steps", {}))
+                for id, workflow, status, error, context in rows]
+
+    def lock_active_descendants(self, pk: Any) -> list[Any]:
+        """Walk the tree level by level, lock each level deepest first; walk again under the locks
+        (a child may have started children meanwhile) until nothing new turns up."""
+        locked: set[Any] = set()
+        while True:
+            levels: list[list[Any]] = []
+            frontier = [pk]
+            while frontier:
+                frontier = list(WorkflowInstance.objects.filter(parent_id__in=frontier, status__in=ACTIVE)
+                                .values_list("pk", flat=True))
+                if frontier:
+                    levels.append(frontier)
+            found = [child for level in levels for child in level]
+            new = [[child for child in level if child not in locked] for level in levels]
+            if not any(new):
+                return found
+            for level in reversed(new):
+                if level:
+                    list(WorkflowInstance.objects.select_for_update().filter(pk__in=level).order_by("pk")
+                         .values_list("pk", flat=True))
+                    locked.update(level)
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
         qs = WorkflowInstance.objects.all()
