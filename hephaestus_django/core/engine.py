@@ -256,10 +256,16 @@ def _resolve_targets(instance: Instance, graph: Graph, step: type[Step], event: 
     declared = list(dict.fromkeys(t[0] if isinstance(t, tuple) else t for t in spec.targets))
     undeclared = [target for target, _config in pairs if target not in declared]
     if problems or not pairs or undeclared:
-        what = "an empty list" if isinstance(chosen, list) and not chosen else describe(chosen)
-        which = "is not one of" if not isinstance(chosen, list) else "holds targets that are not among"
-        raise _RouteError(f"route {spec.func.__name__} returned {what}, which {which} its declared targets "
-                          f"({', '.join(describe(t) for t in declared)})")
+        name, allowed = spec.func.__name__, ", ".join(describe(t) for t in declared)
+        if not isinstance(chosen, list):
+            raise _RouteError(f"route {name} returned {describe(chosen)}, which is not one of its declared "
+                              f"targets ({allowed})")
+        if not chosen:
+            raise _RouteError(f"route {name} returned an empty list: it must return one of its declared targets "
+                              f"({allowed}) or a non-empty list of them")
+        wrong = [describe(t) for t in undeclared] or problems
+        raise _RouteError(f"route {name} returned [{', '.join(describe(t) for t in chosen)}]: "
+                          f"{', '.join(wrong)} not among its declared targets ({allowed})")
     chosen_targets: dict[type[Step], dict[str, Any] | None] = {}
     for target, config in pairs:
         if config is None:

@@ -1,0 +1,75 @@
+"""SPEC §9 under concurrency, on PostgreSQL: real threads and real worker processes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+import hephaestus_django as h
+from hephaestus_django.storage.models import HistoryEntry, ResumeKey, WorkflowInstance
+from tests.workflows_compose import CInvoice, CShip, ParcelChild, ParcelParent, TwoWaitFlow
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def together(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[BaseException]]:
+    """Run every call in its own thread, released at the same moment."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            result = call()
+            with lock:
+                results.append(result)
+        except BaseException as exc:  # collected and asserted on below
+            with lock:
+                errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results, errors
+
+
+def test_ten_threads_with_one_idempotency_key_resume_once() -> None:
+    TwoWaitFlow.start("T1", {})
+    results, errors = together([
+        lambda: h.resume("twowait::T1", "ping", idempotency_key="evt_42", data={"n": 1}) for _ in range(10)])
+    assert errors == []
+    # each got the instance as it was (the winner's next step may still have been running)
+    assert len(results) == 10 and {r.status for r in results} <= {"running", "waiting"}
+    assert HistoryEntry.objects.filter(instance__instance_id="twowait::T1", kind="resumed").count() == 1
+    assert ResumeKey.objects.filter(key="evt_42").count() == 1
+    instance = h.get_instance("twowait::T1")
+    assert instance.status == "waiting"
+    assert [s.__name__ for s in instance.active_steps] == ["KSecond"]
+    assert instance.context.steps == {"k_first": {"n": 1}}
+
+
+def test_two_children_finishing_at_the_same_moment_complete_the_parent_once() -> None:
+    parents = 15
+    for i in range(parents):
+        ParcelParent.start(f"S{i}", {"parcels": [f"S{i}a", f"S{i}b"]})
+    for i in range(parents):
+        results, errors = together([lambda p=p: ParcelChild.resume(p, "delivered") for p in (f"S{i}a", f"S{i}b")])
+        assert errors == [] and len(results) == 2
+    assert dict(WorkflowInstance.objects.filter(instance_id__startswith="cparent::")
+                .values_list("status").annotate(n=Count("pk"))) == {"completed": parents}
+    for step in (CShip, CInvoice):
+        per_parent = HistoryEntry.objects.filter(instance__instance_id__startswith="cparent::",
+                                                 step=step.registry_name(), kind="completed") \
+            .values("instance").annotate(n=Count("pk"))
+        assert sorted(row["n"] for row in per_parent) == [1] * parents, step
