@@ -1,7 +1,8 @@
 """URLs of the REST API: ``path("api/", include("hephaestus_django.api.urls"))``.
 
 Names (namespace ``hephaestus``): ``instance-list``, ``instance-detail``, ``instance-resume``,
-``instance-cancel``, ``instance-retry``, ``instance-history``, ``workflow-list``, ``workflow-detail``
+``instance-cancel``, ``instance-retry``, ``instance-history``, ``instance-children``, ``workflow-list``,
+``workflow-detail``
 and ``schema`` (when drf-spectacular is installed).
 """
 
