@@ -52,7 +52,8 @@ def superseded(rows: Sequence[WorkflowInstance]) -> set[int]:
     return {row.pk for row in rows if newest.get((row.instance_id, row.workflow), row.pk) != row.pk}
 
 
-def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None) -> Instance:
+def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None,
+          data: dict[str, Any] | None = None) -> Instance:
     if verb == CANCEL:
         return services.cancel(row.instance_id, workflow=row.workflow)
     if verb == RETRY:
@@ -60,7 +61,7 @@ def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None) -
     if selection is None:
         raise ValueError("resume needs a (step, event) selection")
     step, event = selection
-    return services.resume(row.instance_id, event, step=step, workflow=row.workflow)
+    return services.resume(row.instance_id, event, step=step, data=data, workflow=row.workflow)
 
 
 _DONE: dict[str, Callable[[int], str]] = {
@@ -72,8 +73,9 @@ _DONE: dict[str, Callable[[int], str]] = {
 
 def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
           selections: dict[int, tuple[str, str]] | None = None, *,
-          log: Callable[[WorkflowInstance, str], None] | None = None) -> int:
-    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``) and report with messages.
+          log: Callable[[WorkflowInstance, str], None] | None = None, data: dict[str, Any] | None = None) -> int:
+    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``, with ``data``) and report
+    with messages.
 
     ``log(row, detail)`` records each change (the admin's ``LogEntry``). Returns how many
     instances were changed.
@@ -91,7 +93,7 @@ def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
             continue
         selection = selections.get(row.pk) if selections else None
         try:
-            result = _call(verb, row, selection)
+            result = _call(verb, row, selection, data)
         except HephaestusError as exc:
             errors.append(f"{row.instance_id}: {exc}")
             continue
