@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Count
 
 import hephaestus_django as h
+from hephaestus_django.exceptions import NotWaiting
 from hephaestus_django.storage.models import HistoryEntry, ResumeKey, WorkflowInstance
 from tests.workflows_compose import CInvoice, CShip, ParcelChild, ParcelParent, TwoWaitFlow
 
@@ -73,3 +74,24 @@ def test_two_children_finishing_at_the_same_moment_complete_the_parent_once() ->
                                                  step=step.registry_name(), kind="completed") \
             .values("instance").annotate(n=Count("pk"))
         assert sorted(row["n"] for row in per_parent) == [1] * parents, step
+
+
+def test_cancelling_a_parent_while_its_children_finish_never_deadlocks() -> None:
+    """Cancel locks the active children before the parent, as finishing children lock themselves
+    before their parent: the two orders agree, so PostgreSQL never has to break a deadlock."""
+    parents = 10
+    for i in range(parents):
+        ParcelParent.start(f"X{i}", {"parcels": [f"X{i}a", f"X{i}b", f"X{i}c"]})
+    for i in range(parents):
+        results, errors = together([
+            lambda i=i: h.cancel(f"cparent::X{i}"),
+            lambda i=i: ParcelChild.resume(f"X{i}a", "delivered"),
+            lambda i=i: ParcelChild.resume(f"X{i}b", "delivered"),
+        ])
+        assert all(isinstance(e, NotWaiting) for e in errors), errors  # a child cancelled first
+        assert len(results) + len(errors) == 3
+        assert h.get_instance(f"cparent::X{i}").status == "cancelled"
+        children = dict(WorkflowInstance.objects.filter(parent__instance_id=f"cparent::X{i}")
+                        .values_list("instance_id", "status"))
+        assert children[f"cparcel::X{i}c"] == "cancelled"
+        assert set(children.values()) <= {"completed", "cancelled"}
