@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.db.models import Count
 
 import hephaestus_django as h
 from hephaestus_django.exceptions import NotWaiting
 from hephaestus_django.storage.models import HistoryEntry, ResumeKey, WorkflowInstance
+from tests.test_concurrency_pg import race
 from tests.workflows_compose import CInvoice, CShip, ParcelChild, ParcelParent, TwoWaitFlow
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -20,29 +19,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 def together(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[BaseException]]:
     """Run every call in its own thread, released at the same moment."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def worker(call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            result = call()
-            with lock:
-                results.append(result)
-        except BaseException as exc:  # collected and asserted on below
-            with lock:
-                errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(call,)) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results, errors
+    return race(len(calls), lambda i: calls[i]())
 
 
 def test_ten_threads_with_one_idempotency_key_resume_once() -> None:
