@@ -204,3 +204,28 @@ def test_a_route_fans_out_to_the_listed_targets_and_the_join_waits_for_them() ->
     assert LRefund not in instance.completed_steps
     assert [e.step for e in entries("lroute::R1", kind="completed")].count(LJoin.registry_name()) == 1
     assert {LTriage, LAudit, LNotify, LJoin} <= instance.completed_steps
+
+
+def test_a_child_whose_workflow_is_gone_fails_and_its_parent_goes_on(settings: object) -> None:
+    from hephaestus_django.core import registry
+    from hephaestus_django.runtime.dispatch import get_runner
+    from hephaestus_django.testing import run_until_idle
+    from tests.workflows_compose import QFan, QuickChild
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}  # type: ignore[attr-defined]
+    QuickParent.start("U1", {"children": 2})
+    parent = WorkflowInstance.objects.get(instance_id="qparent::U1")
+    assert get_runner().run_step_task(parent.pk, QFan.registry_name(), 1) == "ran"  # children queued, not run
+    assert WorkflowInstance.objects.filter(parent=parent, status="running").count() == 2
+    registry.unregister(QuickChild.name)
+    try:
+        run_until_idle()
+    finally:
+        registry.register(QuickChild)
+    assert sorted(WorkflowInstance.objects.filter(parent=parent).values_list("status", flat=True)) == ["failed"] * 2
+    instance = QuickParent.get("U1")
+    assert instance.status == Status.COMPLETED
+    assert [c["status"] for c in instance.context.steps["q_fan"]["children"]] == ["failed", "failed"]
+    assert "no workflow named 'tests.QuickChild'" in instance.context.steps["q_fan"]["children"][0]["error"]
+    [done] = entries("qparent::U1", step=QFan.registry_name(), kind="completed")
+    assert done.event == "failed"

@@ -300,11 +300,16 @@ class Runner:
         complete its children step if this was the last child (effects to carry out)."""
         if not was_active or instance.status.is_active or instance.parent_pk is None:
             return []
+        return self.child_finished(instance.parent_pk, instance.parent_step or "")
+
+    def child_finished(self, parent_pk: Any, step_name: str) -> builtins.list[Effect]:
+        """A child of the children step ``step_name`` of instance ``parent_pk`` finished in the
+        caller's transaction: lock the parent, complete that step if this was its last child."""
         try:
-            parent = self.storage.load_pk(instance.parent_pk, for_update=True, history=False)
+            parent = self.storage.load_pk(parent_pk, for_update=True, history=False)
         except (InstanceNotFound, UnknownWorkflow):
             return []  # the parent was deleted, or its workflow is gone: nobody waits
-        step = engine.graph_of(parent).step(instance.parent_step or "")
+        step = engine.graph_of(parent).step(step_name)
         if step is None:
             return []
         return self._complete_children_step(parent, step)

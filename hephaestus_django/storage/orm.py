@@ -338,18 +338,23 @@ class DjangoStorage:
             qs = qs.filter(instance_id=instance_pk)
         return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
 
-    def fail_unknown(self, pk: Any, error: str) -> None:
-        """Fail an active instance that can no longer be loaded (its workflow is unregistered)."""
+    def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
+        """Fail an active instance that can no longer be loaded (its workflow is unregistered).
+
+        Returns its parent's key and children step when it is a child workflow that this failed
+        (the caller, in the same transaction, lets the parent know), else ``None``.
+        """
         now = clock.now()
         with transaction.atomic():
             row = WorkflowInstance.objects.select_for_update().filter(pk=pk).first()
             if row is None or row.status not in ACTIVE:
-                return
+                return None
             WorkflowInstance.objects.filter(pk=pk).update(
                 status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
                 revision=row.revision + 1, history_length=row.history_length + 1)
             HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
                                         step=row.current_step, timestamp=now, error=error)
+        return (row.parent_id, row.parent_step) if row.parent_id is not None else None
 
     def pending_retry_steps(self) -> dict[Any, set[str]]:
         """Instance pk -> names of its steps waiting on a retry timer."""
