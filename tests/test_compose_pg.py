@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +13,9 @@ from django.db.models import Count
 import hephaestus_django as h
 from hephaestus_django.exceptions import NotWaiting
 from hephaestus_django.storage.models import HistoryEntry, ResumeKey, WorkflowInstance
+from hephaestus_django.storage.orm import DjangoStorage
 from tests.test_concurrency_pg import race
-from tests.workflows_compose import CInvoice, CShip, ParcelChild, ParcelParent, TwoWaitFlow
+from tests.workflows_compose import CInvoice, CShip, GatedParent, ParcelChild, ParcelParent, TwoWaitFlow
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -72,3 +75,33 @@ def test_cancelling_a_parent_while_its_children_finish_never_deadlocks() -> None
                         .values_list("instance_id", "status"))
         assert children[f"cparcel::X{i}c"] == "cancelled"
         assert set(children.values()) <= {"completed", "cancelled"}
+
+
+def test_children_started_while_a_cancel_waits_are_cancelled_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel read the (empty) tree, then children started before it locked the parent: it
+    starts over, locking them first, and cancels them."""
+    GatedParent.start("G1", {"parcels": ["G1a", "G1b"]})
+    walked = threading.Event()
+    calls: list[int] = []
+    original = DjangoStorage.lock_active_descendants
+
+    def slow_walk(self: DjangoStorage, pk: Any) -> list[Any]:
+        found = original(self, pk)
+        calls.append(len(found))
+        if len(calls) == 1:
+            walked.set()
+            time.sleep(1.5)  # the children start meanwhile
+        return found
+
+    monkeypatch.setattr(DjangoStorage, "lock_active_descendants", slow_walk)
+
+    def start_children() -> Any:
+        assert walked.wait(30)
+        return GatedParent.resume("G1", "go")
+
+    results, errors = together([lambda: h.cancel("gated::G1"), start_children])
+    assert errors == [] and len(results) == 2
+    assert calls[0] == 0 and calls[-1] == 2  # started over, and locked the two children the second time
+    assert h.get_instance("gated::G1").status == "cancelled"
+    assert dict(WorkflowInstance.objects.filter(parent__instance_id="gated::G1")
+                .values_list("instance_id", "status")) == {"cparcel::G1a": "cancelled", "cparcel::G1b": "cancelled"}

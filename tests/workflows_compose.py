@@ -80,6 +80,20 @@ class ParcelParent(Workflow):
                    (CInvoice, "sent"): Done, (CRefund, "refunded"): Done}
 
 
+class GGate(WaitForEvent):
+    pass
+
+
+class GatedParent(Workflow):
+    """Waits for ``go`` before it starts its children (tests race a cancel against the start)."""
+
+    name = "tests.GatedParent"
+    unique = Unique(key="gated")
+    start_step = (GGate, {"event_name": "go"})
+    transitions = {(GGate, "received"): CShip, (CShip, "completed"): CInvoice, (CShip, "failed"): CRefund,
+                   (CInvoice, "sent"): Done, (CRefund, "refunded"): Done}
+
+
 # ---- children that run on their own (queue workers) ----------------------------------------------------------
 class QWork(Step):
     events = ("worked",)

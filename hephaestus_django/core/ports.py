@@ -72,6 +72,9 @@ class Storage(Protocol):
     def children_of(self, pk: Any, step: str) -> builtins.list[ChildSummary]:
         """The children that step ``step`` of instance ``pk`` started, in the order they started."""
 
+    def active_descendants(self, pk: Any) -> builtins.list[Any]:
+        """The keys of the active children of instance ``pk``, of their active children and so on."""
+
     def lock_active_descendants(self, pk: Any) -> builtins.list[Any]:
         """Lock the active children of instance ``pk``, their active children and so on, deepest
         first; returns their keys, nearest first."""

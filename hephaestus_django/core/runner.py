@@ -108,22 +108,40 @@ class Runner:
         return self.storage.load_pk(instance.pk, history=True)
 
     def cancel(self, id: str, *, workflow: Any = None) -> Instance:
-        """Cancel the instance and, first, its active children (and theirs)."""
+        """Cancel the instance and its active children (and theirs).
+
+        The children are locked before the instance (the order in which a finishing child locks
+        itself, then its parent). Children started between that and the instance's lock make the
+        transaction start over, so that they are locked first too.
+        """
         with telemetry_runner(self.runner_name):
-            with self.storage.atomic():
-                target = self.storage.load(id, self._workflow_name(workflow), history=False)
-                descendants: builtins.list[Any] = []
-                if any(is_children_step(s) for s in engine.graph_of(target).nodes):
-                    descendants = self.storage.lock_active_descendants(target.pk)  # child before parent
-                instance = self.storage.load_pk(target.pk, for_update=True, history=False)
-                was_active = instance.status.is_active
-                engine.cancel(instance)
-                self.storage.save(instance)
-                cancelled = [instance, *self._cancel_all(descendants)]
-                self._on_cancelled(cancelled)
-                effects = self._finished_now(instance, was_active)
+            for attempt in range(1, _CANCEL_ATTEMPTS + 1):
+                try:
+                    instance, effects = self._cancel_tree(id, workflow, last=attempt == _CANCEL_ATTEMPTS)
+                except _StartOver:
+                    continue
+                break
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True)
+
+    def _cancel_tree(self, id: str, workflow: Any, *, last: bool) -> tuple[Instance, builtins.list[Effect]]:
+        with self.storage.atomic():
+            target = self.storage.load(id, self._workflow_name(workflow), history=False)
+            spawns = any(is_children_step(s) for s in engine.graph_of(target).nodes)
+            descendants = self.storage.lock_active_descendants(target.pk) if spawns else []
+            instance = self.storage.load_pk(target.pk, for_update=True, history=False)
+            if spawns:  # under the instance's lock no child can start any more
+                locked = set(descendants)
+                late = [pk for pk in self.storage.active_descendants(target.pk) if pk not in locked]
+                if late and not last:
+                    raise _StartOver
+                descendants += late
+            was_active = instance.status.is_active
+            engine.cancel(instance)
+            self.storage.save(instance)
+            cancelled = [instance, *self._cancel_all(descendants)]
+            self._on_cancelled(cancelled)
+            return instance, self._finished_now(instance, was_active)
 
     def _cancel_all(self, pks: Iterable[Any]) -> builtins.list[Instance]:
         """Cancel the instances ``pks`` (locked already) that are still active."""
@@ -386,6 +404,14 @@ class Runner:
 
 class _RollBack(Exception):
     """Raised inside an atomic step's savepoint to undo its writes."""
+
+
+#: Tries of a cancel whose instance started children meanwhile (the last one cancels them anyway).
+_CANCEL_ATTEMPTS = 3
+
+
+class _StartOver(Exception):
+    """Raised inside a transaction to roll it back and run it again."""
 
 
 class ChildNotStarted(HephaestusError):

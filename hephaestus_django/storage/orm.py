@@ -385,18 +385,26 @@ class DjangoStorage:
         return [ChildSummary(id, workflow, status, error or None, (context or {}).get("steps", {}))
                 for id, workflow, status, error, context in rows]
 
+    def _descendant_levels(self, pk: Any) -> list[list[Any]]:
+        """Keys of the active descendants of ``pk``, one list per generation (one query each)."""
+        levels: list[list[Any]] = []
+        frontier = [pk]
+        while frontier:
+            frontier = list(WorkflowInstance.objects.filter(parent_id__in=frontier, status__in=ACTIVE)
+                            .order_by("pk").values_list("pk", flat=True))
+            if frontier:
+                levels.append(frontier)
+        return levels
+
+    def active_descendants(self, pk: Any) -> list[Any]:
+        return [child for level in self._descendant_levels(pk) for child in level]
+
     def lock_active_descendants(self, pk: Any) -> list[Any]:
         """Walk the tree level by level, lock each level deepest first; walk again under the locks
         (a child may have started children meanwhile) until nothing new turns up."""
         locked: set[Any] = set()
         while True:
-            levels: list[list[Any]] = []
-            frontier = [pk]
-            while frontier:
-                frontier = list(WorkflowInstance.objects.filter(parent_id__in=frontier, status__in=ACTIVE)
-                                .values_list("pk", flat=True))
-                if frontier:
-                    levels.append(frontier)
+            levels = self._descendant_levels(pk)
             found = [child for level in levels for child in level]
             new = [[child for child in level if child not in locked] for level in levels]
             if not any(new):
