@@ -545,3 +545,21 @@ def test_a_route_returning_undeclared_targets_fails(service: Runner, choice: Any
     assert instance.status == Status.FAILED
     assert instance.error.startswith(message), instance.error
     assert CALLS == ["Triage"]
+
+
+def test_an_atomic_children_step_starts_its_children_too(service: Runner) -> None:
+    class AtomicShip(ChildrenStep):
+        atomic = True
+
+        def children(self, instance: Any, config: dict[str, Any], context: Any) -> list[Child]:
+            return [Child(Parcel, "A1")]
+
+    class AtomicParent(Workflow):
+        unique = Unique(key="ap")
+        start_step = AtomicShip
+        transitions = {(AtomicShip, "completed"): Done, (AtomicShip, "failed"): Done}
+
+    assert service.start_instance(AtomicParent, {}, id="ap::1").status == Status.WAITING
+    assert service.get("parcel::A1").parent_id == "ap::1"
+    service.resume("parcel::A1", "received")
+    assert service.get("ap::1").status == Status.COMPLETED
