@@ -46,12 +46,13 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
 
 @checks.register()
 def check_workflows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Workflows that failed to define are reported where their module was imported.
+    """Every workflow that failed to define, one error each, named with the module that defines it.
 
-    Autodiscovery records the ``WorkflowDefinitionError`` of a ``workflows`` module that could
-    not be imported, so ``manage.py check`` shows it instead of a bare traceback.
+    Autodiscovery records the ``WorkflowDefinitionError`` of each broken workflow of a ``workflows``
+    module (and goes on with the next class), so ``manage.py check`` lists them all instead of a
+    bare traceback for the first one.
     """
     from hephaestus_django.discovery import discovery_errors
 
     return [checks.Error(f"{module}: {error}", id="hephaestus.E101", obj=module)
-            for module, error in discovery_errors().items()]
+            for module, errors in discovery_errors().items() for error in errors]

@@ -63,12 +63,8 @@ def test_workflows_are_autodiscovered():
     assert registry.is_registered("tests.PersistFlow")
 
 
-def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
-    """A workflows module with a broken workflow: `check` names it (E101) and exits non-zero."""
-    app = tmp_path / "brokenapp"
-    app.mkdir()
-    (app / "__init__.py").write_text("")
-    (app / "workflows.py").write_text(textwrap.dedent("""
+#: A workflows module whose only workflow is broken (its leaf is not Done).
+BROKEN_FLOW = """
         from hephaestus_django import Step, Unique, Workflow
 
         class Lonely(Step):
@@ -78,15 +74,118 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
             unique = Unique(key="broken")
             start_step = Lonely
             transitions = {}
-    """))
+"""
+
+
+def _broken_app(tmp_path: Path, source: str) -> dict[str, str]:
+    """A ``brokenapp`` whose workflows module is ``source``, installed in settings: the env to run it."""
+    app = tmp_path / "brokenapp"
+    app.mkdir()
+    (app / "__init__.py").write_text("")
+    (app / "workflows.py").write_text(textwrap.dedent(source))
     (tmp_path / "broken_settings.py").write_text(textwrap.dedent("""
         from tests.settings import *  # noqa: F403
         INSTALLED_APPS = [*INSTALLED_APPS, "brokenapp"]
         DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
     """))
-    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "DJANGO_SETTINGS_MODULE": "broken_settings", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "django", "check"], capture_output=True, text=True, env=env,
-                            cwd=tmp_path, timeout=120, check=False)
+    return {"PYTHONPATH": f"{tmp_path}:{ROOT}", "DJANGO_SETTINGS_MODULE": "broken_settings", "PATH": "/usr/bin:/bin"}
+
+
+def _django(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "django", *args], capture_output=True, text=True, env=env,
+                          cwd=env["PYTHONPATH"].split(":")[0], timeout=120, check=False)
+
+
+def test_every_broken_workflow_of_a_module_is_reported(tmp_path):
+    """Not only the first: each broken workflow gets its own E101, the valid ones still register."""
+    env = _broken_app(tmp_path, """
+        from hephaestus_django import Done, Step, Unique, VersionedWorkflow, Workflow
+
+        class Lonely(Step):
+            events = ("x",)
+
+        class Fine(Step):
+            events = ("ok",)
+
+        class FirstBroken(Workflow):
+            unique = Unique(key="first")
+            start_step = Lonely
+            transitions = {}
+
+        class GoodFlow(Workflow):
+            unique = Unique(key="good")
+            start_step = Fine
+            transitions = {(Fine, "ok"): Done}
+
+        class SecondBroken(Workflow):
+            unique = Unique(key="Not-Valid")
+            start_step = Fine
+            transitions = {(Fine, "ok"): Done}
+
+        class Umbrella(VersionedWorkflow):
+            unique = Unique(key="first")
+            versions = {1: FirstBroken}
+            current = 1
+
+        class Twin(Workflow):
+            name = "brokenapp.workflows.GoodFlow"
+            unique = Unique(key="good")
+            start_step = Fine
+            transitions = {(Fine, "ok"): Done}
+    """)
+    result = _django(env, "check")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("hephaestus.E101") == 4, result.stderr
+    assert "brokenapp.workflows.FirstBroken" in result.stderr and "leaf step Lonely is not Done" in result.stderr
+    assert "workflow brokenapp.workflows.SecondBroken" in result.stderr
+    assert "unique key 'Not-Valid' must match [a-z0-9]+" in result.stderr
+    assert "versions[1] (FirstBroken) is not a valid workflow (see its own error)" in result.stderr
+    assert ("workflow name 'brokenapp.workflows.GoodFlow' is already used by brokenapp.workflows.GoodFlow"
+            in result.stderr)
+
+    shell = _django(env, "shell", "--verbosity", "0", "-c", textwrap.dedent("""
+        from hephaestus_django.core import registry
+        from brokenapp import workflows
+        print(sorted(n for n in ("GoodFlow", "FirstBroken", "SecondBroken", "Umbrella")
+                     if registry.is_registered(f"brokenapp.workflows.{n}")))
+        for broken in (workflows.FirstBroken, workflows.Umbrella):
+            try:
+                broken.start("v1", {})
+            except Exception as exc:
+                print(type(exc).__name__, str(exc).splitlines()[0])
+    """))
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines() == [
+        "['GoodFlow']",
+        "WorkflowDefinitionError workflow brokenapp.workflows.FirstBroken:",
+        "WorkflowDefinitionError workflow brokenapp.workflows.Umbrella:",
+    ]
+
+
+def test_an_import_that_stops_after_a_broken_workflow_reports_both(tmp_path):
+    env = _broken_app(tmp_path, BROKEN_FLOW + """
+        from hephaestus_django.core.registry import get_workflow
+        FLOW = get_workflow("brokenapp.workflows.BrokenFlow")  # a broken workflow is not registered
+    """)
+    result = _django(env, "check")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("hephaestus.E101") == 2, result.stderr
+    assert "leaf step Lonely is not Done" in result.stderr
+    assert "then the import stopped: UnknownWorkflow: no workflow named" in result.stderr
+
+
+def test_other_import_errors_are_not_hidden(tmp_path):
+    env = _broken_app(tmp_path, "import not_a_module_anywhere\n")
+    result = _django(env, "check")
+    assert result.returncode == 1
+    assert "ModuleNotFoundError: No module named 'not_a_module_anywhere'" in result.stderr
+
+
+def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
+    """A workflows module with a broken workflow: `check` names it (E101) and exits non-zero."""
+    env = _broken_app(tmp_path, BROKEN_FLOW)
+    result = _django(env, "check")
     assert result.returncode == 1
     assert "hephaestus.E101" in result.stderr
     assert "brokenapp.workflows.BrokenFlow" in result.stderr and "leaf step Lonely is not Done" in result.stderr

@@ -103,12 +103,15 @@ class BaseWorkflow:
     name: ClassVar[str]
     #: ``abstract = True`` in a class body skips validation and registration (for base classes).
     abstract: ClassVar[bool] = True
+    #: Set on a class whose definition failed while errors were being collected (autodiscovery).
+    _definition_error: ClassVar[WorkflowDefinitionError | None] = None
 
     # ---- facade (SPEC §2) ------------------------------------------------------------------
     @classmethod
     def start(cls, value: Any, context: dict[str, Any] | None = None, *, version: int | None = None,
               telemetry_metadata: dict[str, Any] | None = None) -> str:
         """Start an instance for business ``value``; returns its id."""
+        cls._raise_if_broken()
         return str(facade.backend().start(cls, value, context if context is not None else {}, version=version,
                                           telemetry_metadata=telemetry_metadata))
 
@@ -159,11 +162,26 @@ class BaseWorkflow:
 
     @classmethod
     def _finish_class(cls, problems: builtins.list[str]) -> None:
+        """Register the class, or report its problems (raised, or recorded during autodiscovery)."""
         if problems:
             lines = "\n  - ".join(problems)
-            raise WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
-                                          problems=[f"workflow {cls.name}: {p}" for p in problems])
-        registry.register(cls)
+            error = WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
+                                            problems=[f"workflow {cls.name}: {p}" for p in problems])
+        else:
+            try:
+                registry.register(cls)
+                return
+            except WorkflowDefinitionError as exc:
+                error = exc
+        cls._definition_error = error
+        registry.report(error)
+
+    @classmethod
+    def _raise_if_broken(cls) -> None:
+        """A class whose definition error was recorded instead of raised cannot be used."""
+        error = cls.__dict__.get("_definition_error")
+        if error is not None:
+            raise error
 
 
 class Workflow(BaseWorkflow):
@@ -194,6 +212,7 @@ class Workflow(BaseWorkflow):
 
     @classmethod
     def definition(cls, version: int | None = None) -> type[Workflow]:
+        cls._raise_if_broken()
         if version is not None and version != cls.version:
             raise ValueError(f"workflow {cls.name} has no version {version!r} (it is version {cls.version})")
         return cls
@@ -232,6 +251,9 @@ class VersionedWorkflow(BaseWorkflow):
             if not (isinstance(wf, type) and issubclass(wf, Workflow)) or wf.abstract:
                 problems.append(f"versions[{key}] must be a concrete Workflow class, not {wf!r}")
                 continue
+            if wf.__dict__.get("_definition_error") is not None:
+                problems.append(f"versions[{key}] ({wf.__qualname__}) is not a valid workflow (see its own error)")
+                continue
             if wf.version != key:
                 problems.append(f"versions[{key}] is {wf.__qualname__}, whose version is {wf.version}")
             umbrella = getattr(cls, "unique", None)  # missing: already reported, not an AttributeError
@@ -251,6 +273,7 @@ class VersionedWorkflow(BaseWorkflow):
 
     @classmethod
     def definition(cls, version: int | None = None) -> type[Workflow]:
+        cls._raise_if_broken()
         chosen = cls.current if version is None else version
         if isinstance(chosen, bool) or chosen not in cls.versions:
             raise ValueError(f"workflow {cls.name} has no version {version!r} (versions: {sorted(cls.versions)})")
