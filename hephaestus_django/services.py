@@ -31,9 +31,16 @@ def start_instance(workflow: Any, context: dict[str, Any], *, id: str, version: 
                                         telemetry_metadata=telemetry_metadata)
 
 
-def resume(id: str, event: str, *, step: Any = None, workflow: Any = None) -> Instance:
-    """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``."""
-    return get_runner().resume(id, event, step=step, workflow=workflow)
+def resume(id: str, event: str, *, step: Any = None, data: dict[str, Any] | None = None,
+           idempotency_key: str | None = None, workflow: Any = None) -> Instance:
+    """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``.
+
+    ``data`` (a JSON object) is merged into that step's context entry and recorded in the
+    ``resumed`` history entry. A resume whose ``idempotency_key`` (at most 255 characters) was
+    already used on this instance does nothing and returns the instance as it is.
+    """
+    return get_runner().resume(id, event, step=step, data=data, idempotency_key=idempotency_key,
+                               workflow=workflow)
 
 
 def cancel(id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:

@@ -31,6 +31,7 @@ def instance_shape(row: WorkflowInstance) -> dict[str, Any]:
         "runtime_metadata": row.runtime_metadata,
         "telemetry_metadata": row.telemetry_metadata,
         "error": row.error or None,
+        "parent": row.parent_instance_id or None,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }

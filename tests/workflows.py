@@ -387,8 +387,9 @@ class CountedFlow(Workflow):
     transitions = {(RCounted, "done"): RApplied, (RApplied, "done"): Done}
 
 
-# ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
-from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows
+# ---- registered from their own modules: commands, rendering and telemetry (tests/test_commands.py,
+# test_render.py, test_telemetry.py); resume data, keys, child workflows and list routes (test_compose*.py)
+from tests import workflows_commands, workflows_compose  # noqa: E402, F401
 
 
 # ---- time and failure (SPEC §10: tests/test_time_*.py, tests/runtime/test_time_pg.py) -----------------

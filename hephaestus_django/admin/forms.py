@@ -1,7 +1,9 @@
-"""The resume form: for each instance, a choice among its waiting steps and their declared events.
+"""The resume form: for each instance, a choice among its waiting steps and their declared events,
+and optional JSON ``data`` for the resumed steps.
 
 Choices are computed from the instance's current state, so a tampered value (an undeclared event,
-a step that is not waiting) is not a valid choice and nothing is resumed.
+a step that is not waiting) is not a valid choice and nothing is resumed. Children steps (they
+wait for their child workflows, not for an event) are never offered.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.admin.filters import short_name
+from hephaestus_django.core.children import is_children_step
 from hephaestus_django.core.engine import graph_of
 from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.core.steps import WaitForEvent
+from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import to_instance
 
@@ -24,6 +29,10 @@ from hephaestus_django.storage.orm import to_instance
 SEPARATOR = "|"
 
 Choices = list[tuple[str, list[tuple[str, str]]]]
+
+#: How a JSON value that is not an object is named in the error (booleans before numbers).
+_JSON_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (list, "an array"), (str, "a string"), (bool, "a boolean"), ((int, float), "a number"))
 
 
 def resume_choices(row: WorkflowInstance) -> Choices:
@@ -43,6 +52,8 @@ def resume_choices(row: WorkflowInstance) -> Choices:
     handled = set(graph.transitions) | set(graph.routes)
     groups: Choices = []
     for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+        if is_children_step(step):
+            continue
         config = instance.step_configs.get(step, {})
         options = []
         step_label = short_name(step.registry_name())
@@ -65,11 +76,17 @@ def parse_choice(value: str) -> tuple[str, str]:
 
 
 class ResumeForm(forms.Form):
-    """One ``resume_<pk>`` choice per resumable instance.
+    """One ``resume_<pk>`` choice per resumable instance, and ``data`` for every chosen step.
 
     With one instance the choice is required; with several, instances left blank stay waiting,
-    but at least one must be chosen.
+    but at least one must be chosen. ``data`` is a JSON object or empty (SPEC §9).
     """
+
+    data = forms.JSONField(
+        label=_("data"), required=False, encoder=DjangoJSONEncoder,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "class": "hx-json-input", "spellcheck": "false"}),
+        help_text=_('Optional: a JSON object merged into each resumed step\'s context entry, e.g. '
+                    '{"approved_by": "ann"}.'))
 
     def __init__(self, rows: Iterable[WorkflowInstance], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -94,13 +111,35 @@ class ResumeForm(forms.Form):
 
     @property
     def has_choices(self) -> bool:
-        return bool(self.fields)
+        return bool(self.rows)
+
+    @property
+    def data_field(self) -> forms.BoundField:
+        """The ``data`` field (``form.data`` is the submitted data itself)."""
+        return self["data"]
+
+    def clean_data(self) -> dict[str, Any] | None:
+        value = self.cleaned_data.get("data")
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            kind = next((name for types, name in _JSON_KINDS if isinstance(value, types)), type(value).__name__)
+            raise forms.ValidationError(_("Enter a JSON object ({...}), not %(kind)s.") % {"kind": kind})
+        problem = storable_problem(value, "data")
+        if problem is not None:
+            raise forms.ValidationError(problem)
+        return value
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.fields and not self.errors and not any(cleaned.get(name) for name in self.fields):
+        if self.rows and not self.errors and not any(cleaned.get(name) for name in self.rows):
             raise forms.ValidationError(_("Choose an event for at least one instance."))
         return cleaned
+
+    def resume_data(self) -> dict[str, Any] | None:
+        """The valid ``data`` (``None`` when left empty)."""
+        value: dict[str, Any] | None = self.cleaned_data.get("data")
+        return value
 
     def selections(self) -> dict[int, tuple[str, str]]:
         """``{row pk: (step name, event)}`` of the valid, chosen resumptions."""

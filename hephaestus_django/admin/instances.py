@@ -4,7 +4,8 @@
   come from the registry; a paginator that estimates counts on very large tables; no per-row
   queries (the JSON columns are not even loaded).
 - Instance page: read-only. Formatted JSON, the workflow graph with each step's state, the
-  execution history (one query, however long it is) and the error of a failed instance.
+  execution history (one query, however long it is), the error of a failed instance, and links
+  to its parent and its child workflows.
 - Actions (change permission): cancel, retry and resume, each with a confirmation page, all
   through :mod:`hephaestus_django.services`. The same operations are offered on the instance page.
 - ``workflows/`` and ``workflows/<name>/``: the registered workflows with their graphs (linked from
@@ -37,6 +38,8 @@ from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstan
 
 #: History entries shown on an instance page (the latest ones when there are more).
 HISTORY_LIMIT = 1000
+#: Child workflows listed on an instance page (the changelist, filtered, shows them all).
+CHILDREN_LIMIT = 100
 #: Columns the changelist never shows: not loading them keeps a page of rows small.
 HEAVY_COLUMNS = ("context", "step_configs", "active_steps", "completed_steps", "waiting_steps",
                  "pending_joins", "runtime_metadata", "telemetry_metadata", "error")
@@ -89,13 +92,14 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     actions = ("cancel_instances", "retry_instances", "resume_instances", "pause_instances", "unpause_instances",
                "migrate_instances")
     readonly_fields = (
-        "instance_id", "workflow_link", "version", "status_badge", "current_step_name",
+        "instance_id", "workflow_link", "version", "status_badge", "current_step_name", "parent_link",
         "active_steps_display", "waiting_steps_display", "completed_steps_display", "pending_joins_display",
         "context_json", "step_configs_json", "runtime_metadata_json", "telemetry_metadata_json",
         "telemetry_start_time", "history_length", "created_at", "updated_at", "started_at", "finished_at",
     )
     fieldsets = (
-        (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name")}),
+        (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name",
+                           "parent_link")}),
         (_("Steps"), {"fields": ("active_steps_display", "waiting_steps_display", "completed_steps_display",
                                  "pending_joins_display")}),
         (_("Context"), {"fields": ("context_json",)}),
@@ -202,6 +206,17 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def workflow_link(self, obj: WorkflowInstance) -> str:
         return format_html('<a href="{}">{}</a>', self._url("workflow", obj.workflow), obj.workflow)
 
+    @admin.display(description=_("parent"))
+    def parent_link(self, obj: WorkflowInstance) -> str:
+        if obj.parent_id is not None:
+            step = short_name(obj.parent_step)
+            return format_html('<a href="{}">{}</a> <span class="hx-muted">({})</span>',
+                               self._url("change", obj.parent_id), obj.parent_instance_id,
+                               _("started by its step %(step)s") % {"step": step})
+        if obj.parent_instance_id:
+            return format_html('{} <span class="hx-muted">({})</span>', obj.parent_instance_id, _("deleted"))
+        return "—"
+
     @admin.display(description=_("active steps"))
     def active_steps_display(self, obj: WorkflowInstance) -> str:
         return _step_list(obj.active_steps)
@@ -268,7 +283,16 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         for entry in entries:  # what the template shows, computed once here
             entry.short_step = short_name(entry.step)
             entry.pretty_updates = views.pretty_json(entry.context_updates) if entry.context_updates else ""
+        children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
+                        .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
+                        [: CHILDREN_LIMIT + 1])
+        for child in children:
+            child.change_url = self._url("change", child.pk)
+            child.short_parent_step = short_name(child.parent_step)
         return {
+            "hx_children": children[:CHILDREN_LIMIT],
+            "hx_children_more": len(children) > CHILDREN_LIMIT,
+            "hx_children_url": f"{self._url('changelist')}?parent__id__exact={obj.pk}",
             "hx_picture": instance_picture(obj),
             "hx_history": entries,
             "hx_history_hidden": hidden,

@@ -67,7 +67,8 @@ def superseded(rows: Sequence[WorkflowInstance]) -> set[int]:
     return {row.pk for row in rows if newest.get((row.instance_id, row.workflow), row.pk) != row.pk}
 
 
-def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None, options: dict[str, Any]) -> Instance:
+def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None, options: dict[str, Any],
+          data: dict[str, Any] | None = None) -> Instance:
     if verb == CANCEL:
         return services.cancel(row.instance_id, workflow=row.workflow, compensate=bool(options.get("compensate")))
     if verb == RETRY:
@@ -82,7 +83,7 @@ def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None, o
     if selection is None:
         raise ValueError("resume needs a (step, event) selection")
     step, event = selection
-    return services.resume(row.instance_id, event, step=step, workflow=row.workflow)
+    return services.resume(row.instance_id, event, step=step, data=data, workflow=row.workflow)
 
 
 _DONE: dict[str, Callable[[int], str]] = {
@@ -97,8 +98,10 @@ _DONE: dict[str, Callable[[int], str]] = {
 
 def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
           selections: dict[int, tuple[str, str]] | None = None, *,
-          log: Callable[[WorkflowInstance, str], None] | None = None, options: dict[str, Any] | None = None) -> int:
-    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``) and report with messages.
+          log: Callable[[WorkflowInstance, str], None] | None = None, options: dict[str, Any] | None = None,
+          data: dict[str, Any] | None = None) -> int:
+    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``, with ``data``) and report
+    with messages.
 
     ``options``: ``compensate`` for cancel; ``to_version`` and ``step_map`` for migrate.
 
@@ -118,7 +121,7 @@ def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
             continue
         selection = selections.get(row.pk) if selections else None
         try:
-            result = _call(verb, row, selection, options or {})
+            result = _call(verb, row, selection, options or {}, data)
         except HephaestusError as exc:
             errors.append(f"{row.instance_id}: {exc}")
             continue

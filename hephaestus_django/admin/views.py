@@ -113,6 +113,12 @@ def _log(model_admin: WorkflowInstanceAdmin, request: HttpRequest, verb: str) ->
     return log
 
 
+def _refusal(form: ResumeForm) -> str:
+    if "data" in form.errors:
+        return _("Nothing was resumed: the data must be a JSON object (see below).")
+    return _("Nothing was resumed: choose one of the offered events.")
+
+
 # ---- changelist actions ------------------------------------------------------------------------------
 def confirm_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet[Any],
                    verb: str) -> HttpResponse | None:
@@ -147,9 +153,9 @@ def resume_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
     if posted:
         if form.is_valid():
             operations.apply(request, operations.RESUME, rows, form.selections(),
-                             log=_log(model_admin, request, operations.RESUME))
+                             log=_log(model_admin, request, operations.RESUME), data=form.resume_data())
             return None
-        messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+        messages.error(request, _refusal(form))
     title, button = TITLES[operations.RESUME]
     return TemplateResponse(request, f"{TEMPLATES}/resume.html", _context(
         model_admin, request, title, form=form, button=button, in_changelist=True,
@@ -180,9 +186,9 @@ def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, o
         if posted:
             if form.is_valid():
                 operations.apply(request, verb, [row], form.selections(),
-                                 log=_log(model_admin, request, verb))
+                                 log=_log(model_admin, request, verb), data=form.resume_data())
                 return HttpResponseRedirect(change_url)
-            messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+            messages.error(request, _refusal(form))
         return TemplateResponse(request, f"{TEMPLATES}/resume.html",
                                 _context(model_admin, request, title, form=form, **common))
     if verb == operations.MIGRATE:

@@ -158,3 +158,9 @@ class HistoryPagination(KeysetPagination):
     ordering = "seq"
     page_size = 100
     max_page_size = 1000
+
+
+class ChildrenPagination(KeysetPagination):
+    """Child instances of one instance, in the order they started (primary key)."""
+
+    ordering = "pk"

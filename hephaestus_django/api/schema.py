@@ -36,6 +36,18 @@ except ImportError:  # pragma: no cover - exercised only without the extra
         return lambda target: target
 else:
     HAS_SPECTACULAR = True
+    from drf_spectacular.extensions import OpenApiSerializerExtension
+
+    class InputSerializerExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call,misc]
+        """Request bodies refuse unknown fields (``InputSerializer``): say so in the schema."""
+
+        target_class = "hephaestus_django.api.serializers.InputSerializer"
+        match_subclasses = True
+
+        def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+            schema = auto_schema._map_basic_serializer(self.target, direction)
+            schema["additionalProperties"] = False
+            return schema
 
 __all__ = ["HAS_SPECTACULAR", "AutoSchema", "OpenApiParameter", "OpenApiResponse", "OpenApiTypes",
            "extend_schema", "extend_schema_field", "schema_view"]

@@ -8,6 +8,7 @@ the registry (never importing them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,8 @@ from rest_framework import serializers
 from hephaestus_django import services
 from hephaestus_django.core import keys, registry
 from hephaestus_django.core.keys import SCOPES
+from hephaestus_django.core.runner import MAX_IDEMPOTENCY_KEY
+from hephaestus_django.core.values import storable_problem
 from hephaestus_django.core.workflow import BaseWorkflow
 from hephaestus_django.exceptions import UnknownWorkflow
 from hephaestus_django.shapes import history_shape, instance_shape
@@ -24,7 +27,7 @@ from hephaestus_django.storage.models import EntryKindChoices, HistoryEntry, Ins
 #: The columns the instance shape reads (the list loads nothing else).
 INSTANCE_COLUMNS = ("id", "instance_id", "workflow", "workflow_version", "status", "current_step", "context",
                     "step_configs", "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata",
-                    "error", "created_at", "updated_at")
+                    "error", "parent_instance_id", "created_at", "updated_at")
 #: The columns the history entry shape reads (plus ``seq`` for the cursor).
 HISTORY_COLUMNS = ("id", "seq", "kind", "step", "event", "timestamp", "attempt", "error", "duration",
                    "context_updates")
@@ -53,6 +56,8 @@ class InstanceSerializer(serializers.Serializer):
     runtime_metadata = serializers.DictField(read_only=True)
     telemetry_metadata = serializers.DictField(read_only=True)
     error = serializers.CharField(read_only=True, allow_null=True, help_text=_("Why a failed instance failed."))
+    parent = serializers.CharField(read_only=True, allow_null=True,
+                                   help_text=_("Id of the instance whose children step started this one."))
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -149,7 +154,32 @@ class StorableDictField(serializers.DictField):
         return value
 
 
-class StartSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer):
+    """A request body: a JSON object whose every key is one of the serializer's fields.
+
+    An unknown key (a typo such as ``evnet``) is a 400 keyed by that key, never silently ignored.
+    Every POST body of the API is one of these.
+    """
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown: dict[str, list[str]] = {}
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            allowed = ", ".join(known) if known else _("none")
+            unknown = {str(key): [_("Unknown field (accepted: %(fields)s).") % {"fields": allowed}]
+                       for key in data if key not in known}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value  # type: ignore[no-any-return]
+
+
+class StartSerializer(InputSerializer):
     """Start an instance: give exactly one of ``value`` (business value) and ``id`` (full id)."""
 
     workflow = serializers.CharField(max_length=255, help_text=_("Workflow registry name."))
@@ -205,30 +235,11 @@ class StartSerializer(serializers.Serializer):
         return instance_shape(instance)
 
 
-class StrictSerializer(serializers.Serializer):
-    """A request body that refuses fields it does not know (400 keyed by each): a typo such as
-    ``{"compensat": true}`` must never silently do nothing."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(key) for key in data if key not in self.fields)
-            if unknown:
-                raise serializers.ValidationError({key: [_("Unknown field.")] for key in unknown})
-        return super().to_internal_value(data)
-
-
-class CancelSerializer(StrictSerializer):
-    """Cancel an instance; with ``compensate`` the compensations of its completed steps run first."""
-
-    compensate = serializers.BooleanField(default=False, help_text=_(
-        "Run the compensations of the completed steps before the instance ends cancelled."))
-
-
-class EmptySerializer(StrictSerializer):
+class EmptySerializer(InputSerializer):
     """An action that takes no input (an empty body or ``{}``)."""
 
 
-class MigrateSerializer(StrictSerializer):
+class MigrateSerializer(InputSerializer):
     """Move an active instance to another version of its workflow."""
 
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text=_("The target version."))
@@ -236,9 +247,72 @@ class MigrateSerializer(StrictSerializer):
         "{old step registry name: new step registry name} for steps the target version does not have."))
 
 
-class ResumeSerializer(serializers.Serializer):
-    """Complete a waiting step with an event it declares."""
+class StrictCharField(serializers.CharField):
+    """A JSON string, and only that (DRF's ``CharField`` also takes numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+
+#: The request header that carries a resume's idempotency key (same as the body's field).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class ResumeSerializer(InputSerializer):
+    """Complete a waiting step with an event it declares, optionally with data and an
+    idempotency key (the ``Idempotency-Key`` header is the same as the ``idempotency_key`` field)."""
 
     event = serializers.CharField(max_length=255, help_text=_("An event the waiting step declares."))
     step = serializers.CharField(required=False, allow_null=True, max_length=255,
                                  help_text=_("Registry name of the waiting step, when several wait."))
+    data = serializers.DictField(required=False, allow_null=True,
+                                 help_text=_("A JSON object merged into the waiting step's context entry and "
+                                             "recorded in the 'resumed' history entry."))
+    idempotency_key = StrictCharField(
+        required=False, allow_null=True, max_length=MAX_IDEMPOTENCY_KEY, trim_whitespace=False,
+        help_text=_("A resume whose key this instance has seen already does nothing (answer 200 with the "
+                    "instance as it is). Also accepted as the Idempotency-Key header."))
+
+    def validate_data(self, value: Any) -> Any:
+        problem = storable_problem(value, "data") if value is not None else None
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_idempotency_key(self, value: Any) -> Any:
+        if value is not None:
+            problem = storable_problem(value, "idempotency_key")
+            if problem is not None:
+                raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        header = self.context.get("idempotency_key_header")
+        if header is None:
+            return attrs
+        body = attrs.get("idempotency_key")
+        if body is not None and body != header:
+            raise serializers.ValidationError({"idempotency_key": [
+                _("The %(header)s header and the idempotency_key field differ; give one of them.")
+                % {"header": IDEMPOTENCY_HEADER}]})
+        try:
+            attrs["idempotency_key"] = self.validate_idempotency_key(
+                self.fields["idempotency_key"].run_validation(header))
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"idempotency_key": [
+                f"{IDEMPOTENCY_HEADER} header: {message}" for message in exc.detail]}) from None
+        return attrs
+
+
+class CancelSerializer(InputSerializer):
+    """Cancel an instance and its active children; with ``compensate`` the compensations of its
+    completed steps run first."""
+
+    compensate = serializers.BooleanField(default=False, help_text=_(
+        "Run the compensations of the completed steps before the instance ends cancelled."))
+
+
+class RetrySerializer(InputSerializer):
+    """Re-run the failed step of a failed instance. The body is empty: ``{}``."""

@@ -2,7 +2,7 @@
 
 Names (namespace ``hephaestus``): ``instance-list``, ``instance-detail``, ``instance-resume``,
 ``instance-cancel``, ``instance-retry``, ``instance-pause``, ``instance-unpause``, ``instance-migrate``,
-``instance-history``, ``workflow-list``, ``workflow-detail``
+``instance-history``, ``instance-children``, ``workflow-list``, ``workflow-detail``
 and ``schema`` (when drf-spectacular is installed).
 """
 

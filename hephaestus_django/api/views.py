@@ -1,4 +1,4 @@
-"""Viewsets: instances (list, start, detail, resume/cancel/retry, history) and workflows.
+"""Viewsets: instances (list, start, detail, resume/cancel/retry, history, children) and workflows.
 
 Every state change goes through :mod:`hephaestus_django.services`; workflow names, steps and
 events from requests are looked up in the registry and the waiting step's declared events.
@@ -21,19 +21,22 @@ from rest_framework.response import Response
 from hephaestus_django import services
 from hephaestus_django.api.exceptions import exception_handler
 from hephaestus_django.api.filters import DEFAULT_ORDERING, InstanceFilter
-from hephaestus_django.api.pagination import HistoryPagination, KeysetPagination
+from hephaestus_django.api.pagination import ChildrenPagination, HistoryPagination, KeysetPagination
 from hephaestus_django.api.permissions import get_permission_classes
 from hephaestus_django.api.schema import AutoSchema, OpenApiParameter, OpenApiResponse, extend_schema
 from hephaestus_django.api.serializers import (
     HISTORY_COLUMNS,
+    IDEMPOTENCY_HEADER,
     INSTANCE_COLUMNS,
     CancelSerializer,
     DetailSerializer,
     EmptySerializer,
     HistoryEntrySerializer,
+    InputSerializer,
     InstanceSerializer,
     MigrateSerializer,
     ResumeSerializer,
+    RetrySerializer,
     StartSerializer,
     WorkflowSerializer,
 )
@@ -100,10 +103,10 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     pagination_class = KeysetPagination
     ordering = DEFAULT_ORDERING
     inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {
-        "create": StartSerializer, "resume": ResumeSerializer, "cancel": CancelSerializer,
+        "create": StartSerializer, "resume": ResumeSerializer, "cancel": CancelSerializer, "retry": RetrySerializer,
         "pause": EmptySerializer, "unpause": EmptySerializer, "migrate": MigrateSerializer}
     required_permissions: ClassVar[dict[str, str]] = {
-        "list": "view", "retrieve": "view", "history": "view",
+        "list": "view", "retrieve": "view", "history": "view", "children": "view",
         "create": "add", "resume": "change", "cancel": "change", "retry": "change",
         "pause": "change", "unpause": "change", "migrate": "change",
     }
@@ -115,6 +118,8 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         action = self.effective_action()
         if action == "history":
             return HistoryEntrySerializer
+        if action == "children":
+            return InstanceSerializer
         return self.inputs.get(action or "", InstanceSerializer)
 
     def get_object(self) -> WorkflowInstance:
@@ -125,6 +130,12 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
 
     def _answer(self, instance: Instance) -> Response:
         return Response(InstanceSerializer(self.get_queryset().get(pk=instance.pk)).data)
+
+    def validated_body(self, serializer_class: type[InputSerializer], **context: Any) -> dict[str, Any]:
+        """The request body checked by ``serializer_class`` (unknown fields refused): a 400 otherwise."""
+        serializer = serializer_class(data=self.request.data, context=context)  # type: ignore[attr-defined]
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
 
     @extend_schema(responses={200: InstanceSerializer(many=True), **_BAD, **_ERRORS})
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -143,42 +154,40 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         """Start an instance (it runs until it waits or finishes before the answer)."""
         return super().create(request, *args, **kwargs)
 
-    @extend_schema(request=ResumeSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
-                                                        **_CONFLICT})
+    @extend_schema(
+        request=ResumeSerializer,
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, location="header", required=False,
+                                     description="Same as the body's idempotency_key.")],
+        responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, id: str) -> Response:
-        """Complete a waiting step with ``event`` (``step`` chooses when several wait)."""
-        serializer = ResumeSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        return self._answer(services.resume(id, data["event"], step=data.get("step")))
-
-    def _input(self, serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-        serializer = serializer_class(data=request.data if request.data else {})
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+        """Complete a waiting step with ``event`` (``step`` chooses when several wait), merging
+        ``data`` into its context entry. A repeated idempotency key does nothing."""
+        body = self.validated_body(ResumeSerializer, idempotency_key_header=request.headers.get(IDEMPOTENCY_HEADER))
+        return self._answer(services.resume(id, body["event"], step=body.get("step"), data=body.get("data"),
+                                            idempotency_key=body.get("idempotency_key")))
 
     @extend_schema(request=CancelSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
                                                         **_CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, id: str) -> Response:
-        """Cancel a pending, running, waiting or paused instance (``{"compensate": true}``: its
-        compensations run first)."""
-        data = self._input(CancelSerializer, request)
+        """Cancel a pending, running, waiting or paused instance and its active children
+        (``{"compensate": true}``: its compensations run first)."""
+        data = self.validated_body(CancelSerializer)
         return self._answer(services.cancel(id, compensate=data["compensate"]))
 
     @extend_schema(request=None, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, id: str) -> Response:
         """Pause a running or waiting instance: no step starts and no timer fires until unpaused."""
-        self._input(EmptySerializer, request)
+        self.validated_body(EmptySerializer)
         return self._answer(services.pause(id))
 
     @extend_schema(request=None, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
     @action(detail=True, methods=["post"])
     def unpause(self, request: Request, id: str) -> Response:
         """Unpause a paused instance: runnable steps are dispatched and due timers fire."""
-        self._input(EmptySerializer, request)
+        self.validated_body(EmptySerializer)
         return self._answer(services.unpause(id))
 
     @extend_schema(request=MigrateSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
@@ -186,13 +195,15 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=True, methods=["post"])
     def migrate(self, request: Request, id: str) -> Response:
         """Move a running, waiting or paused instance to another version of its workflow."""
-        data = self._input(MigrateSerializer, request)
+        data = self.validated_body(MigrateSerializer)
         return self._answer(services.migrate(id, to_version=data["version"], step_map=data.get("step_map")))
 
-    @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
+    @extend_schema(request=RetrySerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
+                                                       **_CONFLICT})
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, id: str) -> Response:
         """Re-run the failed step of a failed instance."""
+        self.validated_body(RetrySerializer)
         return self._answer(services.retry(id))
 
     @extend_schema(responses={200: HistoryEntrySerializer(many=True), **_BAD, **_ERRORS,
@@ -206,6 +217,16 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         entries = HistoryEntry.objects.filter(instance_id=pk).only(*HISTORY_COLUMNS).order_by("seq")
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
+
+    @extend_schema(responses={200: InstanceSerializer(many=True), **_BAD, **_ERRORS, **_NOT_FOUND})
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=ChildrenPagination)
+    def children(self, request: Request, id: str) -> Response:
+        """The child workflows the instance's children steps started, in the order they started."""
+        pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
+        if pk is None:
+            raise NotFound(f"no instance with id {id!r}")
+        page = self.paginate_queryset(self.get_queryset().filter(parent_id=pk).order_by("pk"))
+        return self.get_paginated_response(InstanceSerializer(page, many=True).data)
 
 
 class WorkflowViewSet(HephaestusAPIMixin, viewsets.ViewSet):

@@ -4,6 +4,7 @@ Everything a workflow author needs is here (and re-exported by ``hephaestus_djan
 """
 
 from hephaestus_django.core.base import Async, Error, Ok, Retry, Step
+from hephaestus_django.core.children import Child, ChildrenStep
 from hephaestus_django.core.exceptions import (
     AlreadyRunning,
     HephaestusError,
@@ -27,9 +28,9 @@ from hephaestus_django.core.steps import Debug, Done, Wait, WaitForEvent
 from hephaestus_django.core.workflow import Unique, VersionedWorkflow, Workflow
 
 __all__ = [
-    "AlreadyRunning", "Async", "Context", "Debug", "Done", "EntryKind", "Error", "ExecutionEntry",
-    "HephaestusError", "Instance", "InstanceNotFound", "InvalidContext", "InvalidEvent", "MigrationError",
-    "NotCancellable", "NotPausable", "NotPaused", "NotRetryable", "NotWaiting", "Ok", "Retry", "Schedule",
-    "Status", "Step", "Unique", "UnknownWorkflow", "VersionedWorkflow", "Wait", "WaitForEvent", "Workflow",
-    "WorkflowDefinitionError", "route",
+    "AlreadyRunning", "Async", "Child", "ChildrenStep", "Context", "Debug", "Done", "EntryKind", "Error",
+    "ExecutionEntry", "HephaestusError", "Instance", "InstanceNotFound", "InvalidContext", "InvalidEvent",
+    "MigrationError", "NotCancellable", "NotPausable", "NotPaused", "NotRetryable", "NotWaiting", "Ok", "Retry",
+    "Schedule", "Status", "Step", "Unique", "UnknownWorkflow", "VersionedWorkflow", "Wait", "WaitForEvent",
+    "Workflow", "WorkflowDefinitionError", "route",
 ]

@@ -19,7 +19,8 @@ from typing import Any
 
 from hephaestus_django.core import clock, telemetry
 from hephaestus_django.core.base import Async, Error, Ok, Step, StepOutcome
-from hephaestus_django.core.effects import DEADLINE, RETRY, WAKE, Effect, ExecuteStep, ScheduleTimer
+from hephaestus_django.core.children import ChildSummary, Spawn, is_children_step
+from hephaestus_django.core.effects import DEADLINE, RETRY, WAKE, Effect, ExecuteStep, ScheduleTimer, StartChildren
 from hephaestus_django.core.exceptions import (
     InvalidEvent,
     MigrationError,
@@ -176,7 +177,7 @@ def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
     if isinstance(result, Ok):
         return result.event not in step.events or not _is_dict_or_none(result.context_updates) \
             or not _is_dict_or_none(result.metadata_updates)
-    return not isinstance(result, Async)
+    return not isinstance(result, Async | Spawn)
 
 
 def is_applicable(instance: Instance, step: type[Step]) -> bool:
@@ -237,6 +238,15 @@ def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: in
     if isinstance(result, Async):
         _pause(instance, step, attempt, duration, effects)
         return
+    if isinstance(result, Spawn) and is_children_step(step):
+        if not result.children:  # nothing to wait for
+            _complete(instance, step, "completed", {"children": []}, None, EntryKind.COMPLETED, attempt, duration,
+                      effects)
+            return
+        _pause(instance, step, attempt, duration, effects)
+        if instance.status != Status.CANCELLED:
+            effects.append(StartChildren(step, result.children, attempt))
+        return
     problem = _result_problem(step, result)
     if problem is not None:
         _emit("step_exception", instance, {"duration": duration}, **_step_meta(step),
@@ -263,20 +273,33 @@ def _pause(instance: Instance, step: type[Step], attempt: int, duration: float, 
 
 
 def _resolve_targets(instance: Instance, graph: Graph, step: type[Step], event: str) -> list[Target]:
+    """The targets of ``(step, event)``; a route's function may pick one declared target or a list
+    of them (a fan-out decided at run time)."""
     targets = graph.targets(step, event)
     if not isinstance(targets, RouteSpec):
         return targets
     spec = targets
     chosen = spec.func(instance.context)
     pairs, problems = parse_target(chosen)
-    declared = {t[0] if isinstance(t, tuple) else t for t in spec.targets}
-    if problems or len(pairs) != 1 or pairs[0][0] not in declared:
-        raise _RouteError(f"route {spec.func.__name__} returned {describe(chosen)}, which is not one of its "
-                          f"declared targets ({', '.join(describe(t) for t in declared)})")
-    target, config = pairs[0]
-    if config is None:
-        config = next((t[1] for t in spec.targets if isinstance(t, tuple) and t[0] is target), None)
-    return [(target, config)]
+    declared = list(dict.fromkeys(t[0] if isinstance(t, tuple) else t for t in spec.targets))
+    undeclared = [target for target, _config in pairs if target not in declared]
+    if problems or not pairs or undeclared:
+        name, allowed = spec.func.__name__, ", ".join(describe(t) for t in declared)
+        if not isinstance(chosen, list):
+            raise _RouteError(f"route {name} returned {describe(chosen)}, which is not one of its declared "
+                              f"targets ({allowed})")
+        if not chosen:
+            raise _RouteError(f"route {name} returned an empty list: it must return one of its declared targets "
+                              f"({allowed}) or a non-empty list of them")
+        wrong = [describe(t) for t in undeclared] or problems
+        raise _RouteError(f"route {name} returned [{', '.join(describe(t) for t in chosen)}]: "
+                          f"{', '.join(wrong)} not among its declared targets ({allowed})")
+    chosen_targets: dict[type[Step], dict[str, Any] | None] = {}
+    for target, config in pairs:
+        if config is None:
+            config = next((t[1] for t in spec.targets if isinstance(t, tuple) and t[0] is target), None)
+        chosen_targets.setdefault(target, config)
+    return list(chosen_targets.items())
 
 
 class _RouteError(Exception):
@@ -285,7 +308,9 @@ class _RouteError(Exception):
 
 def _complete(instance: Instance, step: type[Step], event: str, context_updates: dict[str, Any] | None,
               metadata_updates: dict[str, Any] | None, kind: str, attempt: int, duration: float | None,
-              effects: list[Effect]) -> None:
+              effects: list[Effect], *, merge: bool = False) -> None:
+    """Complete ``step`` with ``event``: its updates replace its context entry (``merge``: are
+    merged into it), the targets activate, joins that can no longer wait are released."""
     graph = graph_of(instance)
     cancelled = instance.status == Status.CANCELLED
     targets: list[Target] = []
@@ -304,7 +329,9 @@ def _complete(instance: Instance, step: type[Step], event: str, context_updates:
     instance.step_configs.pop(step, None)
     instance.current_step = step
     if context_updates is not None:
-        instance.context.steps[step.context_key()] = context_updates
+        key = step.context_key()
+        instance.context.steps[key] = {**instance.context.steps.get(key, {}), **context_updates} if merge \
+            else context_updates
     if metadata_updates:
         instance.runtime_metadata.update(metadata_updates)
     _record(instance, step, event, kind, context_updates=context_updates, attempt=attempt, duration=duration)
@@ -513,7 +540,8 @@ def _emit_stopped(instance: Instance) -> None:
 
 
 # ---- external calls --------------------------------------------------------------------------
-def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple[type[Step], str]:
+def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
+                      source: str = "external") -> tuple[type[Step], str]:
     """The waiting step ``event`` resumes, and the declared event it maps to (SPEC §2)."""
     # a paused instance takes the event (its next steps start at unpause): an event is never lost
     if instance.status not in (Status.RUNNING, Status.WAITING, Status.PAUSED) or not instance.waiting_steps:
@@ -527,18 +555,24 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple
             raise InvalidEvent(f"workflow {instance.workflow.name} has no step {describe(step)}", field="step")
         if chosen not in instance.waiting_steps:
             raise NotWaiting(f"step {chosen.registry_name()} of instance {instance.id} is not waiting")
+        if is_children_step(chosen) and source == "external":
+            raise NotWaiting(f"step {chosen.registry_name()} of instance {instance.id} waits for its child "
+                             "workflows, not for an event: it completes when the last of them finishes")
         mapped = chosen.resume_event(event, instance.step_configs.get(chosen, {}))
         if mapped not in chosen.events:
             raise InvalidEvent(f"step {chosen.registry_name()} does not declare event {event!r} "
                                f"(it declares {', '.join(map(repr, chosen.events))})", field="event")
         return chosen, mapped
+    resumable = [w for w in instance.waiting_steps if not is_children_step(w)]
+    if not resumable:
+        raise NotWaiting(f"instance {instance.id} waits only for its child workflows, not for an event")
     candidates = []
-    for waiting in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+    for waiting in sorted(resumable, key=graph.index.__getitem__):
         mapped = waiting.resume_event(event, instance.step_configs.get(waiting, {}))
         if mapped in waiting.events:
             candidates.append((waiting, mapped))
     if not candidates:
-        offered = "; ".join(f"{s.registry_name()}: {', '.join(s.events)}" for s in instance.waiting_steps)
+        offered = "; ".join(f"{s.registry_name()}: {', '.join(s.events)}" for s in resumable)
         raise InvalidEvent(f"no waiting step of instance {instance.id} declares event {event!r} ({offered})",
                            field="event")
     if len(candidates) > 1:
@@ -548,16 +582,37 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple
     return candidates[0]
 
 
-def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external") -> list[Effect]:
-    """Complete a waiting step with ``event`` (``source``: ``external`` or ``timeout``)."""
-    chosen, mapped = find_waiting_step(instance, event, step)
+def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external",
+           data: dict[str, Any] | None = None) -> list[Effect]:
+    """Complete a waiting step with ``event`` (``source``: ``external`` or ``timeout``); ``data``
+    is merged into the step's context entry and recorded in the ``resumed`` history entry."""
+    chosen, mapped = find_waiting_step(instance, event, step, source=source)
     since = instance.waiting_steps.get(chosen)
     wait = (clock.now() - since).total_seconds() if isinstance(since, datetime) else 0.0
     _emit("step_resumed", instance, {"system_time": _system_time(), "wait_duration": wait}, **_step_meta(chosen),
           resume_event=mapped, source=source)
     effects: list[Effect] = []
     kind = EntryKind.TIMER_FIRED if source == "timeout" else EntryKind.RESUMED
-    _complete(instance, chosen, mapped, None, None, kind, 1, wait, effects)
+    _complete(instance, chosen, mapped, data, None, kind, 1, wait, effects, merge=True)
+    return effects
+
+
+def waits_for_children(instance: Instance, step: type[Step]) -> bool:
+    """Whether the children ``step`` of ``instance`` is waiting (and the instance may go on)."""
+    return instance.status in (Status.RUNNING, Status.WAITING) and step in instance.waiting_steps
+
+
+def children_finished(instance: Instance, step: type[Step], children: list[ChildSummary]) -> list[Effect] | None:
+    """The last child of the waiting children ``step`` finished: complete it with ``completed``
+    (every child completed) or ``failed``, its context updates summarising the children in
+    order. ``None`` when the step no longer waits for them (the instance moved on)."""
+    if not waits_for_children(instance, step):
+        return None
+    wait = (clock.now() - instance.waiting_steps[step]).total_seconds()
+    event = "completed" if all(c.status == Status.COMPLETED for c in children) else "failed"
+    effects: list[Effect] = []
+    _complete(instance, step, event, {"children": [c.to_dict() for c in children]}, None, EntryKind.COMPLETED, 1,
+              wait, effects)
     return effects
 
 

@@ -2,7 +2,7 @@
 
 They map the Elixir ``Hephaestus.Core.Instance`` field for field; the extra fields
 (``waiting_steps``, ``pending_joins``, ``error``, ``revision``) are engine bookkeeping
-that the original keeps implicit.
+that the original keeps implicit, and ``parent_id`` links a child workflow to its parent.
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ class Instance:
     paused_from: Status | None = None
     #: The compensations of a failing or cancelled instance (``None`` until one starts).
     compensation: Compensation | None = None
+    #: The id of the instance whose children step started this one (``None``: no parent).
+    parent_id: str | None = None
+    #: Storage bookkeeping: the parent's storage key, and the registry name of its children step.
+    parent_pk: Any = None
+    parent_step: str | None = None
     #: Storage bookkeeping: bumped on every save (optimistic concurrency).
     revision: int = 0
     #: Storage bookkeeping: the storage's own key for this row (None until stored).

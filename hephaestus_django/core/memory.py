@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
@@ -39,13 +40,21 @@ class MemoryStorage:
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
         #: (workflow, schedule, tick) -> id of the instance it started (None: refused)
         self.ticks: dict[tuple[str, str, datetime], str | None] = {}
+        self._resume_keys: set[tuple[int, str]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
+        """One lock for everything; on an exception the stored state is rolled back, as a
+        database transaction (or savepoint) would be."""
         with self._lock:
-            yield
+            saved = dict(self._instances), dict(self._timers), set(self._resume_keys)
+            try:
+                yield
+            except BaseException:
+                self._instances, self._timers, self._resume_keys = saved
+                raise
 
     def create(self, instance: Instance, scope: str) -> None:
         with self._lock:
@@ -186,6 +195,35 @@ class MemoryStorage:
 
     def timers(self) -> list[Timer]:
         return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))
+
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        with self._lock:
+            if (instance.pk, key) in self._resume_keys:
+                return False
+            self._resume_keys.add((instance.pk, key))
+            return True
+
+    def _children(self, pk: Any, step: str | None = None) -> list[Instance]:
+        return sorted((i for i in self._instances.values()
+                       if i.parent_pk == pk and (step is None or i.parent_step == step)), key=lambda i: i.pk)
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        return any(i.status.is_active for i in self._children(pk, step))
+
+    def children_of(self, pk: Any, step: str) -> list[ChildSummary]:
+        return [ChildSummary(i.id, i.workflow.name, i.status.value, i.error, dict(i.context.steps))
+                for i in self._children(pk, step)]
+
+    def lock_active_descendants(self, pk: Any) -> list[Any]:
+        return self.active_descendants(pk)  # one lock guards everything
+
+    def active_descendants(self, pk: Any) -> list[Any]:
+        found: list[Any] = []
+        frontier = [pk]
+        while frontier:
+            frontier = [i.pk for parent in frontier for i in self._children(parent) if i.status.is_active]
+            found.extend(frontier)
+        return found
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
         statuses: set[str] | None = None

@@ -3,12 +3,14 @@ are dispatched is a :class:`~hephaestus_django.core.runner.Runner` subclass's ``
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.instance import Instance
 
@@ -101,3 +103,21 @@ class Storage(Protocol):
         """Pause or unpause a schedule (created if unseen); ``next_tick`` replaces the stored one."""
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]: ...
+
+    # ---- resume keys and child workflows ----------------------------------------------------------
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        """Record that ``instance`` is resumed with idempotency ``key`` (in the caller's
+        transaction); ``False`` when the key was used on it before."""
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        """Whether a child that the children step ``step`` of instance ``pk`` started is active."""
+
+    def children_of(self, pk: Any, step: str) -> builtins.list[ChildSummary]:
+        """The children that step ``step`` of instance ``pk`` started, in the order they started."""
+
+    def active_descendants(self, pk: Any) -> builtins.list[Any]:
+        """The keys of the active children of instance ``pk``, of their active children and so on."""
+
+    def lock_active_descendants(self, pk: Any) -> builtins.list[Any]:
+        """Lock the active children of instance ``pk``, their active children and so on, deepest
+        first; returns their keys, nearest first."""

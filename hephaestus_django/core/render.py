@@ -11,7 +11,9 @@ Pure Python (no Django); the admin, the API and ``hephaestus_graph`` call it::
     render.svg(graph, states)                   # inline <svg>, no JS, no external files
 
 ``states`` maps steps (classes or registry names) to ``completed``, ``active``, ``waiting`` or
-``pending``; :func:`step_states` builds it from an instance. Every function is iterative, so
+``pending``; :func:`step_states` builds it from an instance. Children steps (``ChildrenStep``: they
+start child workflows) are marked in every format: a subroutine box in Mermaid, a double border in
+DOT, a note in the text, a stacked box in SVG. Every function is iterative, so
 graphs of thousands of steps render without touching the recursion limit.
 """
 
@@ -24,6 +26,7 @@ from html import escape as _xml_escape
 from typing import Any
 
 from hephaestus_django.core.base import Step
+from hephaestus_django.core.children import is_children_step
 from hephaestus_django.core.graph import Edge, Graph
 
 __all__ = ["MARKERS", "STATES", "ascii", "dot", "layers", "mermaid", "step_states", "svg"]
@@ -182,7 +185,8 @@ def mermaid(graph: Graph, states: StatesArg = None) -> str:
     lines = ["flowchart TD"]
     for node in graph.nodes:
         label = _mermaid_text(labels[node])
-        shape = f'(["{label}"])' if node.is_terminal else f'["{label}"]'
+        shape = f'(["{label}"])' if node.is_terminal else f'[["{label}"]]' if is_children_step(node) \
+            else f'["{label}"]'
         lines.append(f"    {ids[node]}{shape}")
     for edge in graph.edges:
         arrow = "-.->" if edge.routed else "-->"
@@ -218,6 +222,8 @@ def dot(graph: Graph, states: StatesArg = None) -> str:
         attrs = [f"label={_dot_text(labels[node])}", f"tooltip={_dot_text(node.registry_name())}"]
         if node.is_terminal:
             attrs.append('shape=box, style="rounded,filled,bold"')
+        if is_children_step(node):
+            attrs.append("peripheries=2")
         if marked is not None:
             fill, stroke, colour = COLOURS[marked[node]]
             attrs.append(f'fillcolor="{fill}", color="{stroke}", fontcolor="{colour}", '
@@ -247,6 +253,8 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
             notes = []
             if node is graph.start:
                 notes.append("start")
+            if is_children_step(node):
+                notes.append("starts child workflows")
             preds = graph.preds.get(node, [])
             if len(preds) > 1:
                 notes.append("join of " + ", ".join(labels[p] for p in preds))
@@ -456,9 +464,17 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
         css = f"hx-node hx-{state}" if state else "hx-node"
         bold = ' stroke-width="2.2"' if node.is_terminal else ' stroke-width="1.4"'
         title = node.registry_name() + (f" ({state})" if state else "")
+        children, stack = "", ""
+        if is_children_step(node):  # a second box behind: this step starts child workflows
+            css += " hx-children-step"
+            children = ' data-children="true"'
+            title += " - starts child workflows"
+            stack = (f'<rect class="hx-children-stack" x="{cx - w / 2 + 4:.1f}" y="{cy - _NODE_HEIGHT / 2 - 4:.1f}" '
+                     f'width="{w:.1f}" height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}" '
+                     'stroke-width="1.2"/>')
         out.append(
-            f'<g class="{css}" data-step="{_xml_escape(node.registry_name())}">'
-            f"<title>{_xml_escape(title)}</title>"
+            f'<g class="{css}" data-step="{_xml_escape(node.registry_name())}"{children}>'
+            f"<title>{_xml_escape(title)}</title>{stack}"
             f'<rect x="{cx - w / 2:.1f}" y="{cy - _NODE_HEIGHT / 2:.1f}" width="{w:.1f}" '
             f'height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}"{bold}/>'
             f'<text x="{cx:.1f}" y="{cy + 4.5:.1f}" text-anchor="middle" fill="{colour}">'

@@ -3,6 +3,13 @@
 :class:`Runner` starts, resumes, cancels and retries instances and drives their steps.
 It runs steps synchronously in the caller (iteratively: no recursion however long the
 workflow) unless a subclass hands ``ExecuteStep`` effects to a queue instead.
+
+Child workflows (``core.children``): the children of a children step are started in the
+transaction that pauses it. Whenever a transaction finishes an instance that has a parent, it
+then locks the parent's row and reads the statuses of the parent's children; the last child to
+finish thus completes the parent's step, exactly once however many finish at the same moment.
+Locks are always taken child first, then parent (cancelling a parent locks its active
+descendants, deepest first, before the parent itself), so these transactions never deadlock.
 """
 
 from __future__ import annotations
@@ -17,17 +24,35 @@ from typing import Any
 
 from hephaestus_django.core import clock, engine, registry, telemetry
 from hephaestus_django.core.base import Step, StepOutcome
-from hephaestus_django.core.effects import RETRY, Effect, ExecuteStep, ScheduleTimer
-from hephaestus_django.core.exceptions import AlreadyRunning, InvalidContext, UnknownWorkflow
+from hephaestus_django.core.children import Child, Spawn, is_children_step
+from hephaestus_django.core.effects import (
+    RETRY,
+    Continue,
+    Effect,
+    ExecuteStep,
+    ScheduleTimer,
+    StartChildren,
+    by_instance,
+)
+from hephaestus_django.core.exceptions import (
+    AlreadyRunning,
+    HephaestusError,
+    InstanceNotFound,
+    InvalidContext,
+    UnknownWorkflow,
+)
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import Storage, Timer
 from hephaestus_django.core.schedules import Schedule
 from hephaestus_django.core.status import Status
-from hephaestus_django.core.values import check_storable
+from hephaestus_django.core.values import check_storable, storable_problem
 from hephaestus_django.core.workflow import BaseWorkflow
 
 logger = logging.getLogger("hephaestus")
+
+#: The longest idempotency key a resume accepts.
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def resolve_workflow(workflow: Any) -> type[BaseWorkflow]:
@@ -62,7 +87,7 @@ class Runner:
         """Start an instance; returns it as stored after its steps ran here (with ``reload``),
         or as it was when the start committed."""
         wf = resolve_workflow(workflow)
-        instance = self._new_instance(wf, context, id, version, telemetry_metadata)
+        instance = new_instance(wf, context, id, version, telemetry_metadata)
         with telemetry_runner(self.runner_name):
             with telemetry.buffered() as events:  # no workflow_started for a start that is refused
                 effects = engine.start(instance)
@@ -73,48 +98,79 @@ class Runner:
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True) if reload else instance
 
-    def _new_instance(self, wf: type[BaseWorkflow], context: Any, id: Any, version: int | None,
-                      telemetry_metadata: Any) -> Instance:
-        """A pending instance, every argument checked; nothing is written."""
-        checked_id: object = id  # user input: validate at run time
-        if not isinstance(checked_id, str) or not checked_id:
-            raise ValueError(f"'id' must be a non-empty str, not {id!r}")
-        if not isinstance(context, dict):
-            raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
-        check_storable(context, "context")
-        if telemetry_metadata is None:
-            telemetry_metadata = {}
-        if not isinstance(telemetry_metadata, dict):
-            raise ValueError(f"'telemetry_metadata' must be a dict, not {type(telemetry_metadata).__name__}")
-        check_storable(telemetry_metadata, "telemetry_metadata")
-        resolved = wf.resolve_version(context, version)
-        instance = Instance.new(wf, resolved, context, id)
-        instance.telemetry_metadata = dict(telemetry_metadata)
-        return instance
-
     # ---- external events ---------------------------------------------------------------------------
-    def resume(self, id: str, event: Any, *, step: Any = None, workflow: Any = None) -> Instance:
+    def resume(self, id: str, event: Any, *, step: Any = None, data: dict[str, Any] | None = None,
+               idempotency_key: str | None = None, workflow: Any = None) -> Instance:
+        """Complete a waiting step with ``event``; ``data`` goes into its context entry. A resume
+        whose ``idempotency_key`` this instance has seen already does nothing (and raises nothing)."""
+        check_resume_data(data)
+        check_idempotency_key(idempotency_key)
         with telemetry_runner(self.runner_name):
             with self.storage.atomic():
                 instance = self._load_for_update(id, workflow)
-                effects = engine.resume(instance, event, step)
+                if idempotency_key is not None and not self.storage.claim_resume_key(instance, idempotency_key):
+                    return self.storage.load_pk(instance.pk, history=True)  # a redelivery: as it is
+                was_active = instance.status.is_active
+                effects = engine.resume(instance, event, step, data=data)
                 self.storage.save(instance)
                 self._schedule(instance, effects)
+                effects += self._finished_now(instance, was_active)
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True)
 
     def cancel(self, id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:
-        """Cancel; with ``compensate`` the compensations of completed steps run first. The
-        instance's timers are dropped (queued deferred fires find nothing)."""
+        """Cancel the instance and its active children (and theirs); with ``compensate`` the
+        compensations of its completed steps run first. Their timers are dropped in the same
+        transaction (queued deferred fires find nothing).
+
+        The children are locked before the instance (the order in which a finishing child locks
+        itself, then its parent). Children started between that and the instance's lock make the
+        transaction start over, so that they are locked first too.
+        """
         with telemetry_runner(self.runner_name):
-            with self.storage.atomic():
-                instance = self._load_for_update(id, workflow)
-                effects = engine.cancel(instance, compensate)
-                self.storage.save(instance)
-                self.storage.delete_timers(instance)
-                self._schedule(instance, effects)
+            for attempt in range(1, _CANCEL_ATTEMPTS + 1):
+                try:
+                    instance, effects = self._cancel_tree(id, workflow, compensate, last=attempt == _CANCEL_ATTEMPTS)
+                except _StartOver:
+                    continue
+                break
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True)
+
+    def _cancel_tree(self, id: str, workflow: Any, compensate: bool, *,
+                     last: bool) -> tuple[Instance, builtins.list[Effect]]:
+        with self.storage.atomic():
+            target = self.storage.load(id, self._workflow_name(workflow), history=False)
+            spawns = any(is_children_step(s) for s in engine.graph_of(target).nodes)
+            descendants = self.storage.lock_active_descendants(target.pk) if spawns else []
+            instance = self.storage.load_pk(target.pk, for_update=True, history=False)
+            if spawns:  # under the instance's lock no child can start any more
+                locked = set(descendants)
+                late = [pk for pk in self.storage.active_descendants(target.pk) if pk not in locked]
+                if late and not last:
+                    raise _StartOver
+                descendants += late
+            was_active = instance.status.is_active
+            effects = engine.cancel(instance, compensate)
+            self.storage.save(instance)
+            for cancelled in [instance, *self._cancel_all(descendants)]:
+                self.storage.delete_timers(cancelled)
+            self._schedule(instance, effects)  # a compensation's timers, if any
+            return instance, effects + self._finished_now(instance, was_active)
+
+    def _cancel_all(self, pks: Iterable[Any]) -> builtins.list[Instance]:
+        """Cancel the instances ``pks`` (locked already) that are still active."""
+        cancelled = []
+        for pk in pks:
+            try:
+                child = self.storage.load_pk(pk, for_update=True, history=False)
+            except (InstanceNotFound, UnknownWorkflow):
+                continue
+            if child.status.is_active:
+                engine.cancel(child)
+                self.storage.save(child)
+                cancelled.append(child)
+        return cancelled
 
     def pause(self, id: str, *, workflow: Any = None) -> Instance:
         with telemetry_runner(self.runner_name), self.storage.atomic():
@@ -135,6 +191,9 @@ class Runner:
                 effects = [e for e in effects if not isinstance(e, ExecuteStep)
                            or e.step.registry_name() not in retrying]
                 due = self.storage.due_timers(clock.now(), instance_pk=instance.pk)
+                for step in [s for s in instance.waiting_steps if is_children_step(s)]:
+                    # its children may have finished while the instance was paused
+                    effects += self._complete_children_step(instance, step)
             self.run(instance, effects)
             for timer in due:
                 self.fire_timer(timer)
@@ -171,6 +230,9 @@ class Runner:
                 effects = engine.retry(instance)
                 self.storage.save(instance)
                 self._schedule(instance, effects)
+                for step in [s for s in instance.waiting_steps if is_children_step(s)]:
+                    # its children may have finished while the instance was failed
+                    effects += self._complete_children_step(instance, step)
             self.run(instance, effects)
         return self.storage.load_pk(instance.pk, history=True)
 
@@ -196,19 +258,29 @@ class Runner:
         return self.storage.add_timers(instance, timers)
 
     def run(self, instance: Instance, effects: builtins.list[Effect]) -> int:
-        """Carry out ``ExecuteStep`` effects here, one after another, until none is left;
-        returns how many steps ran."""
-        queue = deque(e for e in effects if isinstance(e, ExecuteStep))
+        """Carry out ``ExecuteStep`` effects here (those of other instances that ``Continue``
+        effects carry too), one after another, until none is left; returns how many steps ran."""
+        latest: dict[Any, Instance] = {}
+        queue: deque[tuple[Any, ExecuteStep]] = deque()
+
+        def add(owner: Instance, new_effects: Iterable[Effect]) -> None:
+            for target, steps in by_instance(owner, new_effects):
+                known = latest.get(target.pk)
+                if known is None or known.revision <= target.revision:
+                    latest[target.pk] = target
+                queue.extend((target.pk, e) for e in steps)
+
+        add(instance, effects)
         ran = 0
         while queue:
-            effect = queue.popleft()
-            if not engine.is_runnable(instance, effect.step):
+            pk, effect = queue.popleft()
+            current = latest[pk]
+            if not engine.is_runnable(current, effect.step):
                 continue
             ran += 1
-            new_instance, new_effects = self.run_step(instance, effect.step, effect.attempt)
+            new_instance, new_effects = self.run_step(current, effect.step, effect.attempt)
             if new_instance is not None:
-                instance = new_instance
-                queue.extend(e for e in new_effects if isinstance(e, ExecuteStep))
+                add(new_instance, new_effects)
         return ran
 
     def run_step(self, instance: Instance, step: type[Step],
@@ -232,22 +304,109 @@ class Runner:
         with telemetry.buffered() as events:
             with self.storage.atomic():
                 result: tuple[Instance, list[Effect]] | None = None
-                if engine.is_applicable(instance, step):
+                if isinstance(outcome.result, Spawn) and outcome.error is None:
+                    pass  # starting children needs the row lock first
+                elif engine.is_applicable(instance, step):
+                    was_active = instance.status.is_active
                     effects = engine.apply_outcome(instance, step, outcome, attempt) or []
                     if self.storage.save_if_unchanged(instance):
-                        result = (instance, effects)
+                        self._schedule(instance, effects)
+                        result = (instance, effects + self._finished_now(instance, was_active))
                     else:
                         events.discard()
                 if result is None:
                     fresh = self.storage.load_pk(instance.pk, for_update=True, history=False)
-                    fresh_effects = engine.apply_outcome(fresh, step, outcome, attempt)
-                    if fresh_effects is None:
+                    result = self._apply_locked(fresh, step, outcome, attempt, events)
+                    if result is None:
                         return None, []
-                    self.storage.save(fresh)
-                    result = (fresh, fresh_effects)
-                self._schedule(*result)
             events.flush()
         return result
+
+    def _apply_locked(self, instance: Instance, step: type[Step], outcome: StepOutcome, attempt: int,
+                      events: telemetry.buffered) -> tuple[Instance, builtins.list[Effect]] | None:
+        """Apply ``outcome`` onto ``instance`` (its row locked by this transaction) and store it;
+        start the children it asks for. Returns the instance as stored and the effects to carry
+        out; ``None`` when the outcome is stale."""
+        was_active = instance.status.is_active
+        effects = engine.apply_outcome(instance, step, outcome, attempt)
+        if effects is None:
+            return None
+        spawns = [e for e in effects if isinstance(e, StartChildren)]
+        started: builtins.list[Effect] = []
+        if spawns:
+            try:
+                with self.storage.atomic():  # a savepoint: every child of this attempt, or none
+                    for spawn in spawns:
+                        started.extend(self._start_children(instance, spawn))
+            except ChildNotStarted as exc:
+                # nothing was stored: apply the attempt again, as a failure of the step
+                events.discard()
+                failure = StepOutcome(error=str(exc), duration=outcome.duration)
+                instance = self.storage.load_pk(instance.pk, for_update=True, history=False)
+                effects = engine.apply_outcome(instance, step, failure, attempt) or []
+                started = []
+            effects = [e for e in effects if not isinstance(e, StartChildren)]
+        self.storage.save(instance)
+        self._schedule(instance, effects)
+        return instance, effects + started + self._finished_now(instance, was_active)
+
+    # ---- child workflows ------------------------------------------------------------------------------
+    def _start_children(self, parent: Instance, spawn: StartChildren) -> builtins.list[Effect]:
+        """Start the children of ``spawn`` (in the caller's transaction); ``Continue`` effects
+        that run their first steps. Raises what stops any of them from starting."""
+        started: builtins.list[Effect] = []
+        for number, child in enumerate(spawn.children, start=1):
+            try:
+                instance, effects = self._start_child(parent, spawn.step, child)
+            except (HephaestusError, ValueError, TypeError) as exc:
+                workflow = getattr(child.workflow, "name", child.workflow)
+                raise ChildNotStarted(f"child {number} of {len(spawn.children)} ({workflow}) could not start: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            started.append(Continue(instance, effects))
+        return started
+
+    def _start_child(self, parent: Instance, step: type[Step], child: Child) -> tuple[Instance, builtins.list[Effect]]:
+        wf = resolve_workflow(child.workflow)
+        instance = new_instance(wf, child.start_context(), child.instance_id(wf, parent.id), child.version, None)
+        instance.parent_id = parent.id
+        instance.parent_pk = parent.pk
+        instance.parent_step = step.registry_name()
+        effects = engine.start(instance)
+        self.storage.create(instance, wf.unique.scope)
+        self._schedule(instance, effects)
+        return instance, effects
+
+    def _finished_now(self, instance: Instance, was_active: bool) -> builtins.list[Effect]:
+        """When this transaction finished ``instance`` and it has a parent: lock the parent, and
+        complete its children step if this was the last child (effects to carry out)."""
+        if not was_active or instance.status.is_active or instance.parent_pk is None:
+            return []
+        return self.child_finished(instance.parent_pk, instance.parent_step or "")
+
+    def child_finished(self, parent_pk: Any, step_name: str) -> builtins.list[Effect]:
+        """A child of the children step ``step_name`` of instance ``parent_pk`` finished in the
+        caller's transaction: lock the parent, complete that step if this was its last child."""
+        try:
+            parent = self.storage.load_pk(parent_pk, for_update=True, history=False)
+        except (InstanceNotFound, UnknownWorkflow):
+            return []  # the parent was deleted, or its workflow is gone: nobody waits
+        step = engine.graph_of(parent).step(step_name)
+        if step is None:
+            return []
+        return self._complete_children_step(parent, step)
+
+    def _complete_children_step(self, parent: Instance, step: type[Step]) -> builtins.list[Effect]:
+        """Complete ``parent``'s children ``step`` (the row locked) if all its children finished."""
+        name = step.registry_name()
+        if not engine.waits_for_children(parent, step) or self.storage.has_active_children(parent.pk, name):
+            return []
+        was_active = parent.status.is_active
+        effects = engine.children_finished(parent, step, self.storage.children_of(parent.pk, name))
+        if effects is None:
+            return []
+        self.storage.save(parent)
+        self._schedule(parent, effects)
+        return [Continue(parent, effects), *self._finished_now(parent, was_active)]
 
     def _run_atomic(self, instance: Instance, step: type[Step],
                     attempt: int) -> tuple[Instance | None, builtins.list[Effect]]:
@@ -266,11 +425,9 @@ class Runner:
                     pass
                 if outcome is None:  # pragma: no cover - execute_step never raises
                     raise RuntimeError("atomic step produced no outcome")
-                effects = engine.apply_outcome(fresh, step, outcome, attempt) or []
-                self.storage.save(fresh)
-                self._schedule(fresh, effects)
+                result = self._apply_locked(fresh, step, outcome, attempt, events)
             events.flush()
-        return fresh, effects
+        return result if result is not None else (None, [])
 
     def fire_due_timers(self) -> int:
         """Fire every timer due by the engine's clock, once; returns how many changed something."""
@@ -287,12 +444,14 @@ class Runner:
                 instance = self.storage.load_pk(timer.instance_pk, for_update=True, history=False)
                 if instance.status == Status.PAUSED or not self.storage.claim_timer(timer):
                     return False
+                was_active = instance.status.is_active
                 effects = engine.fire_timer(instance, timer.step, timer.purpose, timer.attempt)
                 if effects is None:
                     return False
                 if timer.purpose != RETRY:  # a retry timer only re-runs the step
                     self.storage.save(instance)
                 self._schedule(instance, effects)
+                effects += self._finished_now(instance, was_active)
             self.run(instance, effects)
         return True
 
@@ -332,7 +491,7 @@ class Runner:
                     if not self.storage.claim_tick(workflow.name, schedule.name, tick):
                         return False
                     value = schedule.value_for(tick)
-                    instance = self._new_instance(
+                    instance = new_instance(
                         workflow, schedule.context_for(tick),
                         build_id(workflow.unique.key, value, workflow.unique.scope), None, None)
                     effects = engine.start(instance)
@@ -385,6 +544,60 @@ class Runner:
 
 class _RollBack(Exception):
     """Raised inside an atomic step's savepoint to undo its writes."""
+
+
+#: Tries of a cancel whose instance started children meanwhile (the last one cancels them anyway).
+_CANCEL_ATTEMPTS = 3
+
+
+class _StartOver(Exception):
+    """Raised inside a transaction to roll it back and run it again."""
+
+
+class ChildNotStarted(HephaestusError):
+    """A child of a children step could not start (the step fails; its other children are undone)."""
+
+
+def new_instance(workflow: type[BaseWorkflow], context: Any, id: Any, version: int | None,
+                 telemetry_metadata: Any) -> Instance:
+    """A pending instance to start, every argument checked (nothing is stored)."""
+    if not isinstance(id, str) or not id:
+        raise ValueError(f"'id' must be a non-empty str, not {id!r}")
+    if not isinstance(context, dict):
+        raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
+    check_storable(context, "context")
+    if telemetry_metadata is None:
+        telemetry_metadata = {}
+    if not isinstance(telemetry_metadata, dict):
+        raise ValueError(f"'telemetry_metadata' must be a dict, not {type(telemetry_metadata).__name__}")
+    check_storable(telemetry_metadata, "telemetry_metadata")
+    resolved = workflow.resolve_version(context, version)
+    instance = Instance.new(workflow, resolved, context, id)
+    instance.telemetry_metadata = dict(telemetry_metadata)
+    return instance
+
+
+def check_resume_data(data: Any) -> None:
+    """``InvalidContext`` naming ``data`` unless it is ``None`` or a dict the database can store."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise InvalidContext(f"'data' must be a JSON object (a dict) or None, not {type(data).__name__}",
+                             field="data")
+    check_storable(data, "data", field="data")
+
+
+def check_idempotency_key(key: Any) -> None:
+    """``ValueError`` naming ``idempotency_key`` unless it is ``None`` or a str of 1-255 characters."""
+    if key is None:
+        return
+    if not isinstance(key, str):
+        raise ValueError(f"'idempotency_key' must be a str, not {type(key).__name__}")
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ValueError(f"'idempotency_key' must be 1 to {MAX_IDEMPOTENCY_KEY} characters long, not {len(key)}")
+    problem = storable_problem(key, "idempotency_key")
+    if problem is not None:
+        raise ValueError(problem)
 
 
 class telemetry_runner:  # noqa: N801 - used as a context manager, reads like one

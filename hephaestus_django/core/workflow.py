@@ -129,9 +129,12 @@ class BaseWorkflow:
                                           telemetry_metadata=telemetry_metadata))
 
     @_KeyedFacade
-    def resume(cls, value: Any, event: str, *, step: Any = None) -> Instance:  # noqa: N805
-        """Complete the waiting step of this value's instance with ``event``."""
-        instance: Instance = facade.backend().resume(cls.id_for(value), event, step=step, workflow=cls)
+    def resume(cls, value: Any, event: str, *, step: Any = None, data: dict[str, Any] | None = None,  # noqa: N805
+               idempotency_key: str | None = None) -> Instance:
+        """Complete the waiting step of this value's instance with ``event``; ``data`` goes into
+        the step's context entry; a repeated ``idempotency_key`` does nothing."""
+        instance: Instance = facade.backend().resume(cls.id_for(value), event, step=step, data=data,
+                                                     idempotency_key=idempotency_key, workflow=cls)
         return instance
 
     @_KeyedFacade

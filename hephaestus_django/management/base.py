@@ -139,6 +139,8 @@ def instance_summary(row: WorkflowInstance) -> str:
         ("created", when(row.created_at)),
         ("updated", when(row.updated_at)),
     ]
+    if row.parent_instance_id:
+        pairs.append(("parent", row.parent_instance_id))
     if row.error:
         pairs.append(("error", one_line(row.error)))
     width = max(len(k) for k, _ in pairs)

@@ -21,7 +21,7 @@ from django.db import transaction
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
-from hephaestus_django.core.effects import Effect, ExecuteStep
+from hephaestus_django.core.effects import Continue, Effect, ExecuteStep, by_instance
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import Timer
@@ -66,14 +66,15 @@ class DjangoRunner(Runner):
 
     # ---- dispatch -----------------------------------------------------------------------------------
     def run(self, instance: Instance, effects: list[Effect]) -> int:
-        steps = [e for e in effects if isinstance(e, ExecuteStep)]
-        if not steps:
+        groups = by_instance(instance, effects)  # ``Continue`` effects: children, parents
+        if not groups:
             return 0
         if _inline.get():
             return super().run(instance, effects)
         if self.is_immediate:
-            return self._advance_immediately(instance, steps)
-        self._enqueue_steps(instance.pk, steps)
+            return sum(self._advance_immediately(owner, steps) for owner, steps in groups)
+        for owner, steps in groups:
+            self._enqueue_steps(owner.pk, steps)
         return 0
 
     def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> int:
@@ -136,11 +137,11 @@ class DjangoRunner(Runner):
         except InstanceNotFound:
             return "gone"
         except UnknownWorkflow as exc:
-            self.storage.fail_unknown(instance_pk, str(exc))
+            self.fail_unknown(instance_pk, str(exc))
             return "unknown workflow"
         step = engine.graph_of(instance).step(step_name)
         if step is None:
-            self.storage.fail_unknown(instance_pk, f"workflow {instance.workflow.name} has no step {step_name!r}")
+            self.fail_unknown(instance_pk, f"workflow {instance.workflow.name} has no step {step_name!r}")
             return "unknown step"
         if not engine.is_runnable(instance, step):
             return "skipped"
@@ -164,8 +165,17 @@ class DjangoRunner(Runner):
             return False
         except UnknownWorkflow as exc:
             self.storage.claim_timer(timer)
-            self.storage.fail_unknown(timer.instance_pk, str(exc))
+            self.fail_unknown(timer.instance_pk, str(exc))
             return False
+
+    def fail_unknown(self, pk: Any, error: str) -> None:
+        """Fail an instance whose workflow (or step) is gone; a parent waiting for it goes on."""
+        with transaction.atomic():
+            link = self.storage.fail_unknown(pk, error)
+            effects = self.child_finished(*link) if link is not None else []
+        for effect in effects:  # the parent's (and grandparent's) next steps
+            if isinstance(effect, Continue):
+                self.run(effect.instance, effect.effects)
 
     # ---- in-process helpers (test kit, worker) ------------------------------------------------------------
     def run_pending_steps(self, instance_pks: Iterable[Any] | None = None) -> int:
@@ -181,7 +191,7 @@ class DjangoRunner(Runner):
                 try:
                     instance = self.storage.load_pk(pk)
                 except UnknownWorkflow as exc:
-                    self.storage.fail_unknown(pk, str(exc))
+                    self.fail_unknown(pk, str(exc))
                     continue
                 except InstanceNotFound:
                     continue
@@ -212,7 +222,7 @@ class DjangoRunner(Runner):
             try:
                 instance = self.storage.load_pk(pk)
             except UnknownWorkflow as exc:
-                self.storage.fail_unknown(pk, str(exc))
+                self.fail_unknown(pk, str(exc))
                 continue
             blocked = pending_retries.get(pk, set())
             steps = [ExecuteStep(s) for s in instance.running_steps if s.registry_name() not in blocked]

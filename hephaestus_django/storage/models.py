@@ -1,5 +1,6 @@
-"""Database tables: one row per instance, one per history entry, one per pending timer; one per
-schedule and one per schedule tick that started (or tried to start) an instance."""
+"""Database tables: one row per instance, one per history entry, one per pending timer, one per
+idempotency key a resume used; one per schedule and one per schedule tick that started (or tried
+to start) an instance."""
 
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ class WorkflowInstance(models.Model):
     compensation = models.JSONField(
         _("compensation"), null=True, blank=True,
         help_text=_('{"outcome", "error", "pending": [steps left, next first], "done": [...], "failed_step"}'))
+    #: The instance whose children step started this one (a child workflow), if any.
+    parent = models.ForeignKey("self", verbose_name=_("parent"), null=True, blank=True, editable=False,
+                               on_delete=models.SET_NULL, related_name="children")
+    #: The parent's id (``key::value``), kept with the row: shapes show it without a join.
+    parent_instance_id = models.CharField(_("parent id"), max_length=255, blank=True, default="", editable=False)
+    #: Registry name of the parent's children step that started this one.
+    parent_step = models.CharField(_("parent step"), max_length=255, blank=True, default="", editable=False)
     #: What an active instance reserves under its uniqueness scope; NULL once finished.
     unique_slot = models.CharField(max_length=600, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL frees the slot
     revision = models.PositiveIntegerField(default=0, editable=False)
@@ -154,6 +162,29 @@ class HistoryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}. {self.kind} {self.step} {self.event}".strip()
+
+
+class ResumeKey(models.Model):
+    """An idempotency key a resume of ``instance`` used: the same key again does nothing.
+
+    Kept for the instance's lifetime (deleted with it); the unique constraint is what makes a
+    redelivered resume a no-op, however many arrive at once.
+    """
+
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="resume_keys",
+                                 db_index=False)  # the constraint's index starts with it
+    key = models.CharField(_("idempotency key"), max_length=255)
+    created_at = models.DateTimeField(_("used"))
+
+    class Meta:
+        verbose_name = _("resume idempotency key")
+        verbose_name_plural = _("resume idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "key"], name="hephaestus_resume_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Timer(models.Model):

@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
@@ -24,7 +25,14 @@ from hephaestus_django.core.instance import Compensation, Context, ExecutionEntr
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import ScheduleState, Timer
 from hephaestus_django.core.status import Status
-from hephaestus_django.storage.models import ACTIVE, HistoryEntry, ScheduleTick, WorkflowInstance, WorkflowSchedule
+from hephaestus_django.storage.models import (
+    ACTIVE,
+    HistoryEntry,
+    ResumeKey,
+    ScheduleTick,
+    WorkflowInstance,
+    WorkflowSchedule,
+)
 from hephaestus_django.storage.models import Timer as TimerRow
 
 
@@ -84,6 +92,9 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         error=row.error or None,
         paused_from=Status(row.paused_from) if row.paused_from else None,
         compensation=_compensation_from(row.compensation, graph, name),
+        parent_id=row.parent_instance_id or None,
+        parent_pk=row.parent_id,
+        parent_step=row.parent_step or None,
         revision=row.revision,
         pk=row.pk,
         created_at=row.created_at,
@@ -269,7 +280,8 @@ class DjangoStorage:
             with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
                 row = WorkflowInstance.objects.create(
                     instance_id=instance.id, workflow=instance.workflow.name, created_at=now, updated_at=now,
-                    revision=1, **fields,
+                    revision=1, parent_id=instance.parent_pk, parent_instance_id=instance.parent_id or "",
+                    parent_step=instance.parent_step or "", **fields,
                 )
         except IntegrityError:
             raise AlreadyRunning(
@@ -431,18 +443,23 @@ class DjangoStorage:
             qs = qs.filter(instance_id=instance_pk)
         return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
 
-    def fail_unknown(self, pk: Any, error: str) -> None:
-        """Fail an active instance that can no longer be loaded (its workflow is unregistered)."""
+    def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
+        """Fail an active instance that can no longer be loaded (its workflow is unregistered).
+
+        Returns its parent's key and children step when it is a child workflow that this failed
+        (the caller, in the same transaction, lets the parent know), else ``None``.
+        """
         now = clock.now()
         with transaction.atomic():
             row = WorkflowInstance.objects.select_for_update().filter(pk=pk).first()
             if row is None or row.status not in ACTIVE:
-                return
+                return None
             WorkflowInstance.objects.filter(pk=pk).update(
                 status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
                 revision=row.revision + 1, history_length=row.history_length + 1)
             HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
                                         step=row.current_step, timestamp=now, error=error)
+        return (row.parent_id, row.parent_step) if row.parent_id is not None else None
 
     def pending_retry_steps(self) -> dict[Any, set[str]]:
         """Instance pk -> names of its steps waiting on a retry timer."""
@@ -454,6 +471,54 @@ class DjangoStorage:
     def claim_timer(self, timer: Timer) -> bool:
         deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
         return bool(deleted)
+
+    # ---- resume keys and child workflows --------------------------------------------------------------
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a used key
+                ResumeKey.objects.create(instance_id=instance.pk, key=key, created_at=clock.now())
+        except IntegrityError:
+            return False
+        return True
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        return WorkflowInstance.objects.filter(parent_id=pk, parent_step=step, status__in=ACTIVE).exists()
+
+    def children_of(self, pk: Any, step: str) -> list[ChildSummary]:
+        rows = WorkflowInstance.objects.filter(parent_id=pk, parent_step=step).order_by("pk") \
+            .values_list("instance_id", "workflow", "status", "error", "context")
+        return [ChildSummary(id, workflow, status, error or None, (context or {}).get("steps", {}))
+                for id, workflow, status, error, context in rows]
+
+    def _descendant_levels(self, pk: Any) -> list[list[Any]]:
+        """Keys of the active descendants of ``pk``, one list per generation (one query each)."""
+        levels: list[list[Any]] = []
+        frontier = [pk]
+        while frontier:
+            frontier = list(WorkflowInstance.objects.filter(parent_id__in=frontier, status__in=ACTIVE)
+                            .order_by("pk").values_list("pk", flat=True))
+            if frontier:
+                levels.append(frontier)
+        return levels
+
+    def active_descendants(self, pk: Any) -> list[Any]:
+        return [child for level in self._descendant_levels(pk) for child in level]
+
+    def lock_active_descendants(self, pk: Any) -> list[Any]:
+        """Walk the tree level by level, lock each level deepest first; walk again under the locks
+        (a child may have started children meanwhile) until nothing new turns up."""
+        locked: set[Any] = set()
+        while True:
+            levels = self._descendant_levels(pk)
+            found = [child for level in levels for child in level]
+            new = [[child for child in level if child not in locked] for level in levels]
+            if not any(new):
+                return found
+            for level in reversed(new):
+                if level:
+                    list(WorkflowInstance.objects.select_for_update().filter(pk__in=level).order_by("pk")
+                         .values_list("pk", flat=True))
+                    locked.update(level)
 
     def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
         qs = WorkflowInstance.objects.all()

@@ -41,6 +41,7 @@ ROUTES = {
     "/instances/{id}/unpause/": {"post"},
     "/instances/{id}/migrate/": {"post"},
     "/instances/{id}/history/": {"get"},
+    "/instances/{id}/children/": {"get"},
     "/workflows/": {"get"},
     "/workflows/{name}/": {"get"},
 }
@@ -73,9 +74,9 @@ def test_schema_documents_every_error_answer(document: dict[str, Any]) -> None:
                  for path, ops in document["paths"].items() for method, op in ops.items()}
     assert responses[("/instances/", "post")] == {"201", "400", "401", "403", "409"}
     assert responses[("/instances/{id}/resume/", "post")] == {"200", "400", "401", "403", "404", "409"}
-    for action in ("cancel", "pause", "unpause", "migrate"):  # their bodies reject unknown fields: 400
+    for action in ("cancel", "retry", "pause", "unpause", "migrate"):  # their bodies reject unknown fields: 400
         assert responses[(f"/instances/{{id}}/{action}/", "post")] == {"200", "400", "401", "403", "404", "409"}
-    assert responses[("/instances/{id}/retry/", "post")] == {"200", "401", "403", "404", "409"}
+    assert responses[("/instances/{id}/children/", "get")] == {"200", "400", "401", "403", "404"}
     assert responses[("/workflows/{name}/", "get")] == {"200", "400", "401", "403", "404"}
 
 
@@ -154,8 +155,16 @@ def aim(case: Any, data: Any) -> None:
             case.body.pop("version", None)
     elif case.path.endswith("/resume/"):
         case.body["event"] = data.draw(st.sampled_from(EVENTS))
+        if data.draw(st.booleans()):  # an event the waiting instance's step declares
+            params["id"], case.body["event"] = "order::FUZZ-1", data.draw(st.sampled_from(["approved", "rejected"]))
         if data.draw(st.booleans()):
             case.body.pop("step", None)
+        if data.draw(st.booleans()):
+            case.body.pop("data", None)
+        if data.draw(st.booleans()):  # the header and the field must agree: keep at most one of them
+            (case.headers or {}).pop("Idempotency-Key", None)
+        else:
+            case.body.pop("idempotency_key", None)
     elif case.path.endswith("/migrate/"):
         params["id"] = "mov::FUZZ-5"
         case.body = {"version": data.draw(st.sampled_from([1, 2]))}  # no generated extra field (400)
