@@ -9,10 +9,11 @@ are unique and the query can use the ``(field, ...)`` indexes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core import signing
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ValidationError
@@ -21,7 +22,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from hephaestus_django.core.values import storable_problem
+
 _SALT = "hephaestus_django.api.cursor"
+_BIGINT = 2**63
 
 Key = tuple[str, bool]  # (model field, descending)
 
@@ -104,18 +108,43 @@ class KeysetPagination(BasePagination):
         return replace_query_param(self.base_url, self.cursor_query_param, token)
 
     def decode_cursor(self, request: Request, model: type[Model]) -> dict[str, Any] | None:
+        """The cursor's position, each value checked against its field; a 400 for anything else
+        (a token not signed here, another ordering's, or a signed token that holds garbage)."""
         token = request.query_params.get(self.cursor_query_param)
         if token is None:
             return None
         try:
             data = signing.loads(token, salt=_SALT)
-        except signing.BadSignature:
+        except (signing.BadSignature, ValueError, RecursionError):
             data = None
         if not isinstance(data, dict) or data.get("o") != self._ordering_label():
             raise ValidationError({self.cursor_query_param: [_("Invalid cursor for this ordering.")]})
-        data["p"] = [model._meta.pk.to_python(value) if field == "pk" else model._meta.get_field(field).to_python(value)
-                     for (field, _desc), value in zip(self.keys, data["p"], strict=True)]
+        position, reverse = data.get("p"), data.get("r")
+        if not isinstance(position, list) or len(position) != len(self.keys) or reverse not in (0, 1):
+            raise ValidationError({self.cursor_query_param: [_("Invalid cursor.")]})
+        try:
+            data["p"] = [self._position_value(model, field, value)
+                         for (field, _desc), value in zip(self.keys, position, strict=True)]
+        except (DjangoValidationError, TypeError, ValueError, OverflowError):
+            raise ValidationError({self.cursor_query_param: [_("Invalid cursor.")]}) from None
         return data
+
+    @staticmethod
+    def _position_value(model: type[Model], name: str, value: Any) -> Any:
+        """``value`` as a value of field ``name`` that the database can compare (else an error)."""
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        if value is None or isinstance(value, dict | list | float) or storable_problem(value) is not None:
+            raise ValueError(f"bad cursor value for {name}")
+        python = field.to_python(value)
+        if python is None:
+            raise ValueError(f"bad cursor value for {name}")
+        if isinstance(python, int) and not -_BIGINT <= python < _BIGINT:
+            raise ValueError(f"cursor value for {name} out of range")
+        if isinstance(python, datetime):
+            if python.tzinfo is None:
+                raise ValueError(f"cursor value for {name} has no time zone")
+            python = python.astimezone(UTC)  # OverflowError at the ends of the calendar
+        return python
 
     def get_next_link(self) -> str | None:
         if not self.has_next or not self.page:

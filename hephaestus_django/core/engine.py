@@ -24,6 +24,7 @@ from hephaestus_django.core.exceptions import InvalidEvent, NotCancellable, NotR
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
 from hephaestus_django.core.instance import ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
+from hephaestus_django.core.values import storable_text
 
 
 def graph_of(instance: Instance) -> Graph:
@@ -67,9 +68,9 @@ def _step_meta(step: type[Step]) -> dict[str, Any]:
 
 def _record(instance: Instance, step: Any, event: str | None, kind: str, *, context_updates: Any = None,
             attempt: int = 1, error: str | None = None, duration: float | None = None,
-            delay: float | None = None) -> ExecutionEntry:
+            delay: float | None = None, traceback: str | None = None) -> ExecutionEntry:
     entry = ExecutionEntry(step, event, clock.now(), context_updates, kind=kind, attempt=attempt, error=error,
-                           duration=duration, delay=delay)
+                           duration=duration, delay=delay, traceback=traceback)
     instance.execution_history.append(entry)
     return entry
 
@@ -345,26 +346,46 @@ def _update_status(instance: Instance) -> None:
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
                effects: list[Effect], traceback: str | None, *, retryable: bool = True) -> None:
     instance.current_step = step
+    stored_traceback = _storable_traceback(traceback)
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)
-        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+                traceback=stored_traceback)
         return
     if retryable and step.retry is not None and attempt < step.max_attempts():
         delay = step.retry.delay(attempt)
-        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay)
+        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay,
+                traceback=stored_traceback)
         if delay > 0:
             effects.append(ScheduleTimer(step, RETRY, delay, attempt + 1))
         else:
             effects.append(ExecuteStep(step, attempt + 1))
         _update_status(instance)
         return
-    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+            traceback=stored_traceback)
     instance.status = Status.FAILED
     instance.error = error
     instance.finished_at = clock.now()
     _emit("workflow_exception", instance, {"duration": _elapsed(instance)}, status=str(instance.status),
           failed_step=step.registry_name(), reason=error, kind="exception" if traceback else "error",
           traceback=traceback)
+
+
+#: Longest traceback kept in a history entry (its end: the innermost frames and the exception).
+TRACEBACK_LIMIT = 16_000
+
+
+def _storable_traceback(traceback: str | None) -> str | None:
+    """The traceback as a history entry keeps it: text the database can store, at most
+    :data:`TRACEBACK_LIMIT` characters (the first line and the end of a longer one)."""
+    if not traceback:
+        return None
+    text = storable_text(traceback)
+    if len(text) > TRACEBACK_LIMIT:
+        head = text.split("\n", 1)[0]
+        text = f"{head}\n  ...\n{text[-(TRACEBACK_LIMIT - len(head) - 7):]}"
+    return text
 
 
 # ---- external calls --------------------------------------------------------------------------

@@ -57,4 +57,5 @@ class Storage(Protocol):
     def claim_timer(self, timer: Timer) -> bool:
         """Delete the timer; ``False`` when somebody else already took it."""
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]: ...
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
+        """Instances newest first, at most ``limit`` (``None``: all), without reading their history."""

@@ -5,6 +5,7 @@
 - ``ApiParallelFlow``: fan-out to two waiting steps that both declare ``go``, then a join.
 - ``ApiVersioned``: two versions under one name.
 - ``ApiGlobalFlow``: scope ``global``; ``ApiNoScopeFlow``: scope ``none`` (random id suffix).
+- ``ApiPoisonFlow``: its step returns context updates the database cannot store (a set).
 """
 
 from __future__ import annotations
@@ -125,3 +126,16 @@ class ApiNoScopeFlow(Workflow):
     unique = Unique(key="job", scope="none")
     start_step = ApiStepOne
     transitions = {(ApiStepOne, "next"): Done}
+
+
+class ApiPoison(Step):
+    events = ("ok",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ok", {"v": {1, 2}})
+
+
+class ApiPoisonFlow(Workflow):
+    unique = Unique(key="poison")
+    start_step = ApiPoison
+    transitions = {(ApiPoison, "ok"): Done}
