@@ -350,3 +350,4 @@ class AtomicFlow(Workflow):
 
 # ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
 from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows
+from tests import workflows_operator  # noqa: E402, F401 - registers SeenFlow (tests/test_operator_view.py)

@@ -346,6 +346,7 @@ def _update_status(instance: Instance) -> None:
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
                effects: list[Effect], traceback: str | None, *, retryable: bool = True) -> None:
     instance.current_step = step
+    error = storable_text(error)  # an exception's message may hold a NUL: the database cannot store one
     stored_traceback = _storable_traceback(traceback)
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)

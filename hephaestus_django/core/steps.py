@@ -133,6 +133,6 @@ class Debug(Step):
             "Debug %s: context=%s history=%s",
             instance.id,
             json.dumps({"initial": context.initial, "steps": context.steps}, default=str),
-            [(e.step_name, e.event, e.kind) for e in instance.execution_history],
+            [(e.step_name, e.event, str(e.kind)) for e in instance.execution_history],
         )
         return "completed"
