@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 import hephaestus_django as h
-from hephaestus_django.core import Done, Ok, Step, Unique, Wait, WaitForEvent, Workflow
+from hephaestus_django.core import Done, Step, Unique, Wait, WaitForEvent, Workflow
 from hephaestus_django.core.instance import History
 from hephaestus_django.exceptions import WorkflowDefinitionError
 from hephaestus_django.storage.models import HistoryEntry

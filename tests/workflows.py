@@ -349,5 +349,7 @@ class AtomicFlow(Workflow):
 
 
 # ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
-from tests import workflows_commands  # noqa: E402, F401 - registers the Cmd* workflows
-from tests import workflows_operator  # noqa: E402, F401 - registers SeenFlow (tests/test_operator_view.py)
+from tests import workflows_commands  # noqa: E402, F401, I001 - registers the Cmd* workflows
+
+# ---- the operator's view (tests/test_operator_view.py) ----
+from tests import workflows_operator  # noqa: E402, F401, I001 - registers SeenFlow

@@ -78,10 +78,10 @@ def schema_view() -> Callable[..., Any] | None:
     """The ``schema/`` view: this API only (not the project's other DRF views), or ``None``."""
     if not HAS_SPECTACULAR:
         return None
-    import hephaestus_django
-    from hephaestus_django.api.permissions import get_permission_classes
     from drf_spectacular.settings import spectacular_settings
 
+    import hephaestus_django
+    from hephaestus_django.api.permissions import get_permission_classes
     from hephaestus_django.api.renderers import BrowsableAPIRenderer
 
     class SchemaView(SpectacularAPIView):

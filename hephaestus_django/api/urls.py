@@ -1,6 +1,7 @@
 """URLs of the REST API: ``path("api/", include("hephaestus_django.api.urls"))``.
 
-Names (namespace ``hephaestus``): ``api-root`` (the mount point: links to the routes), ``instance-list``, ``instance-detail``, ``instance-resume``,
+Names (namespace ``hephaestus``): ``api-root`` (the mount point: links to the routes),
+``instance-list``, ``instance-detail``, ``instance-resume``,
 ``instance-cancel``, ``instance-retry``, ``instance-history``, ``workflow-list``, ``workflow-detail``
 and ``schema`` (when drf-spectacular is installed).
 """
