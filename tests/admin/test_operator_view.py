@@ -111,8 +111,9 @@ def test_delete_is_the_last_action_and_says_finished(deleter: Client) -> None:
 
 def test_deleting_re_checks_the_status_in_the_statement(deleter: Client) -> None:
     """An instance retried between the confirmation and the delete is not deleted."""
-    from hephaestus_django.admin import WorkflowInstanceAdmin
     from django.contrib import admin
+
+    from hephaestus_django.admin import WorkflowInstanceAdmin
 
     bulk_rows(1, status="failed")
     row = WorkflowInstance.objects.get()
