@@ -49,6 +49,16 @@ def moment(value: Any) -> str:
                        instant.isoformat(), formats.date_format(_local(instant), FORMAT))
 
 
+def stacked_moment(value: Any) -> str:
+    """:func:`moment` on two lines, the day above the time (for narrow table columns)."""
+    if value is None:
+        return "—"
+    local = _local(value)
+    return format_html('<time class="hx-time hx-stacked-time" datetime="{}" title="{}">{} '
+                       '<span class="hx-clock">{}</span></time>', value.isoformat(), value.isoformat(),
+                       formats.date_format(local, "Y-m-d"), formats.date_format(local, "H:i:s"))
+
+
 def from_nanoseconds(value: int | None) -> datetime.datetime | None:
     """A telemetry start time (nanoseconds since the epoch) as an aware datetime."""
     if value is None:

@@ -32,7 +32,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.admin import operations, views
-from hephaestus_django.admin.dates import date_hierarchy, from_nanoseconds, moment
+from hephaestus_django.admin.dates import date_hierarchy, from_nanoseconds, moment, stacked_moment
 from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short_name
 from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
@@ -83,7 +83,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         "instance_id", "workflow_link", "version", "status_badge", "current_step_name",
         "active_steps_display", "waiting_steps_display", "completed_steps_display", "pending_joins_display",
         "context_json", "step_configs_json", "runtime_metadata_json", "telemetry_metadata_json",
-        "telemetry_started", "history_length", "created", "updated", "started", "finished",
+        "telemetry_started", "history_length", "created_on", "updated_on", "started", "finished",
     )
     fieldsets = (
         (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name")}),
@@ -93,7 +93,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         (_("Step configs"), {"fields": ("step_configs_json",)}),
         (_("Metadata"), {"fields": ("runtime_metadata_json", "telemetry_metadata_json",
                                     "telemetry_started")}),
-        (_("Dates"), {"fields": ("created", "updated", "started", "finished", "history_length")}),
+        (_("Dates"), {"fields": ("created_on", "updated_on", "started", "finished", "history_length")}),
     )
 
     class Media:
@@ -181,10 +181,18 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, obj: WorkflowInstance) -> str:
-        return moment(obj.created_at)
+        return stacked_moment(obj.created_at)
 
     @admin.display(description=_("updated"), ordering="updated_at")
     def updated(self, obj: WorkflowInstance) -> str:
+        return stacked_moment(obj.updated_at)
+
+    @admin.display(description=_("created"))
+    def created_on(self, obj: WorkflowInstance) -> str:
+        return moment(obj.created_at)
+
+    @admin.display(description=_("updated"))
+    def updated_on(self, obj: WorkflowInstance) -> str:
         return moment(obj.updated_at)
 
     @admin.display(description=_("started"))

@@ -185,3 +185,25 @@ class AdmRetryFlow(Workflow):
     unique = Unique(key="retry")
     start_step = AdmAlwaysFails
     transitions = {(AdmAlwaysFails, "ok"): Done}
+
+
+class AdmWideMerge(AdmJoin):
+    pass
+
+
+def _wide() -> dict[Any, Any]:
+    """Twelve parallel branches with long names, joined again: a graph much wider than a page."""
+    branches = [type(f"AdmWideBranchWithALongName{n:02d}", (AdmJoin,), {"__module__": __name__})
+                for n in range(12)]
+    globals().update({b.__name__: b for b in branches})
+    transitions: dict[Any, Any] = {(AdmSplit, "split"): branches, (AdmWideMerge, "joined"): Done}
+    for branch in branches:
+        transitions[(branch, "joined")] = AdmWideMerge
+    return transitions
+
+
+class AdmWideFlow(Workflow):
+    name = "tests.admin.AdmWideFlow"
+    unique = Unique(key="wide")
+    start_step = AdmSplit
+    transitions = _wide()
