@@ -4,7 +4,6 @@ status 1, no traceback) naming the problem, and nothing is written."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
