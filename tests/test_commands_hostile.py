@@ -123,7 +123,8 @@ def test_other_text_with_a_nul_is_a_one_line_error(args: list[str], expected: st
     (["hephaestus_prune", "--older-than", "1e308"],
      "CommandError: Error: argument --older-than: '1e308' is too large (at most 365000 days)"),
 ])
-def test_a_process_exits_1_with_one_line(cli_env: dict[str, str], args: list[str], expected: str) -> None:
+def test_a_process_exits_1_with_one_line(cli_env: dict[str, str], args: list[str],  # noqa: F811 - the fixture
+                                         expected: str) -> None:
     result = manage(*args, env=cli_env)
     assert (result.returncode, result.stderr.strip(), result.stdout) == (1, expected, "")
 
