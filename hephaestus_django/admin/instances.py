@@ -42,8 +42,8 @@ from hephaestus_django.core.status import Status
 from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance
 
-#: History entries shown on an instance page (the latest ones when there are more).
-HISTORY_LIMIT = 1000
+#: History entries per page of an instance's history (the latest ones first; ``?history_page=2``...).
+HISTORY_LIMIT = 200
 #: Columns the changelist never shows: not loading them keeps a page of rows small.
 HEAVY_COLUMNS = ("context", "step_configs", "active_steps", "completed_steps", "waiting_steps",
                  "pending_joins", "runtime_metadata", "telemetry_metadata", "error")
@@ -298,10 +298,14 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def _instance_context(self, request: HttpRequest, obj: WorkflowInstance) -> dict[str, Any]:
         """Graph, history (one query), timers (one query) and the operations offered."""
-        history = HistoryEntry.objects.filter(instance_id=obj.pk).order_by("seq")
-        hidden = max(0, obj.history_length - HISTORY_LIMIT)
-        if hidden:
-            history = history.filter(seq__gt=hidden)
+        # pages of the history by position (seq), newest page first: an index range, however long
+        pages = max(1, -(-obj.history_length // HISTORY_LIMIT))
+        raw_page = request.GET.get("history_page", "1")
+        page = min(int(raw_page), pages) if raw_page.isascii() and raw_page.isdigit() and len(raw_page) < 10 else 1
+        page = max(page, 1)
+        last = obj.history_length - (page - 1) * HISTORY_LIMIT
+        hidden = max(0, last - HISTORY_LIMIT)
+        history = HistoryEntry.objects.filter(instance_id=obj.pk, seq__gt=hidden, seq__lte=last).order_by("seq")
         can_change = self.has_change_permission(request)
         operable = obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING, Status.FAILED)
         if can_change and operable and operations.superseded([obj]):
@@ -328,6 +332,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             "hx_picture": instance_picture(obj, entries),
             "hx_history": entries,
             "hx_history_hidden": hidden,
+            "hx_history_newer": obj.history_length - last,
+            "hx_history_pages": {"older": f"?history_page={page + 1}" if page < pages else "",
+                                 "newer": f"?history_page={page - 1}" if page > 1 else "", "page": page,
+                                 "count": pages},
             "hx_timers": timers,
             "hx_failed": obj.status == Status.FAILED,
             "hx_failure": failure,

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -81,7 +82,7 @@ class HephaestusAPIMixin:
     #: Action -> the instance model permission it needs (``view``, ``add`` or ``change``).
     required_permissions: ClassVar[dict[str, str]] = {}
     #: Page titles of the browsable API: (one, several).
-    titles: ClassVar[tuple[str, str]] = ("", "")
+    titles: ClassVar[tuple[Any, Any]] = ("", "")
     action: str | None
     kwargs: dict[str, Any]
 
@@ -143,7 +144,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         "list": "view", "retrieve": "view", "history": "view",
         "create": "add", "resume": "change", "cancel": "change", "retry": "change",
     }
-    titles = (_("Instance"), _("Instances"))
+    titles = (gettext_lazy("Instance"), gettext_lazy("Instances"))
 
     def get_queryset(self) -> QuerySet[WorkflowInstance]:
         if self.action == "list" and "context" not in self.expanded():
@@ -221,7 +222,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
 
     @extend_schema(request=ResumeSerializer, responses={200: InstanceSerializer, **_BAD, **_ERRORS, **_NOT_FOUND,
                                                         **_CONFLICT})
-    @action(detail=True, methods=["post"], name=_("Resume instance"))
+    @action(detail=True, methods=["post"], name=gettext_lazy("Resume instance"))
     def resume(self, request: Request, id: str) -> Response:
         """Complete a waiting step with ``event`` (``step`` chooses when several wait)."""
         serializer = ResumeSerializer(data=request.data)
@@ -230,13 +231,13 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         return self._answer(services.resume(id, data["event"], step=data.get("step")))
 
     @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
-    @action(detail=True, methods=["post"], name=_("Cancel instance"))
+    @action(detail=True, methods=["post"], name=gettext_lazy("Cancel instance"))
     def cancel(self, request: Request, id: str) -> Response:
         """Cancel a pending, running or waiting instance."""
         return self._answer(services.cancel(id))
 
     @extend_schema(request=None, responses={200: InstanceSerializer, **_ERRORS, **_NOT_FOUND, **_CONFLICT})
-    @action(detail=True, methods=["post"], name=_("Retry instance"))
+    @action(detail=True, methods=["post"], name=gettext_lazy("Retry instance"))
     def retry(self, request: Request, id: str) -> Response:
         """Re-run the failed step of a failed instance."""
         return self._answer(services.retry(id))
@@ -244,7 +245,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     @extend_schema(responses={200: HistoryEntrySerializer(many=True), **_BAD, **_ERRORS,
                               **_NOT_FOUND})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=HistoryPagination,
-            name=_("Instance history"))
+            name=gettext_lazy("Instance history"))
     def history(self, request: Request, id: str) -> Response:
         """The instance's execution history, in order."""
         pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
@@ -261,7 +262,7 @@ class WorkflowViewSet(HephaestusAPIMixin, viewsets.ViewSet):
     lookup_field = "name"
     lookup_value_regex = LOOKUP_REGEX
     serializer_class = WorkflowSerializer
-    titles = (_("Workflow"), _("Workflows"))
+    titles = (gettext_lazy("Workflow"), gettext_lazy("Workflows"))
 
     @extend_schema(responses={200: WorkflowSerializer(many=True), **_ERRORS})
     def list(self, request: Request) -> Response:

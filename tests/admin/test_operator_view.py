@@ -264,3 +264,27 @@ def test_odd_filters_never_fail(admin_client: Client, start: Any, params: dict[s
     start(w.AdmApprovalFlow, "N-1")
     response = admin_client.get(CHANGELIST, params, follow=True)
     assert response.status_code == 200
+
+
+def test_a_long_history_is_paged(admin_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from hephaestus_django.admin import instances
+
+    monkeypatch.setattr(instances, "HISTORY_LIMIT", 4)
+    bulk_rows(1, status="completed")
+    row = WorkflowInstance.objects.get()
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    HistoryEntry.objects.bulk_create([HistoryEntry(instance=row, seq=n, kind="completed", step="s", event="e",
+                                                   timestamp=at) for n in range(1, 11)])
+    WorkflowInstance.objects.filter(pk=row.pk).update(history_length=10)
+    pages = {page: admin_client.get(change_url(row), {"history_page": page}) for page in ("1", "2", "3", "99", "x")}
+    assert [e.seq for e in pages["1"].context["hx_history"]] == [7, 8, 9, 10]
+    assert [e.seq for e in pages["2"].context["hx_history"]] == [3, 4, 5, 6]
+    assert [e.seq for e in pages["3"].context["hx_history"]] == [1, 2]
+    assert [e.seq for e in pages["99"].context["hx_history"]] == [1, 2]  # past the end: the oldest page
+    assert [e.seq for e in pages["x"].context["hx_history"]] == [7, 8, 9, 10]
+    second = _html(pages["2"])
+    assert 'href="?history_page=3#hx-history-title">Older entries</a>' in second
+    assert 'href="?history_page=1#hx-history-title">Newer entries</a>' in second
+    assert "The first 2 entries are not shown" in second and "4 newer entries are on the previous pages" in second
