@@ -39,6 +39,8 @@ class KeysetPagination(BasePagination):
     max_page_size = 500
     #: Fallback ordering when the queryset has none (a ``-`` prefix means descending).
     ordering = "-created_at"
+    #: Whether the ordering field alone tells rows apart (no primary key needed as a tie-breaker).
+    unique_ordering = False
 
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
         self.request = request
@@ -50,7 +52,15 @@ class KeysetPagination(BasePagination):
         if cursor is not None:
             queryset = queryset.filter(self._beyond(cursor["p"], forward=not reverse))
         order = [f"-{f}" if desc != reverse else f for f, desc in self.keys]
-        rows = list(queryset.order_by(*order)[: size + 1])
+        ordered = queryset.order_by(*order)
+        window = self.window(cursor, reverse, size, view)
+        if window is None:
+            rows = list(ordered[: size + 1])
+        else:
+            bounds, reaches_end = window
+            rows = list(ordered.filter(bounds)[: size + 1])
+            if len(rows) <= size and not reaches_end:  # the window missed rows: read without it
+                rows = list(ordered[: size + 1])
         more = len(rows) > size
         rows = rows[:size]
         if reverse:
@@ -60,6 +70,12 @@ class KeysetPagination(BasePagination):
             self.has_previous, self.has_next = cursor is not None, more
         self.page = rows
         return rows
+
+    def window(self, cursor: dict[str, Any] | None, reverse: bool, size: int,
+               view: Any) -> tuple[Q, bool] | None:
+        """An extra bound that holds the page's rows and the one after it (``None``: none), and
+        whether it reaches the end of the rows in its direction."""
+        return None
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
@@ -78,8 +94,8 @@ class KeysetPagination(BasePagination):
         ordering = list(queryset.query.order_by) or [getattr(view, "ordering", None) or self.ordering]
         first = str(ordering[0])
         field, descending = first.lstrip("-"), first.startswith("-")
-        if field in ("pk", queryset.model._meta.pk.name):
-            return [("pk", descending)]
+        if field in ("pk", queryset.model._meta.pk.name) or self.unique_ordering:
+            return [("pk" if field == queryset.model._meta.pk.name else field, descending)]
         return [(field, descending), ("pk", descending)]
 
     # ---- cursors -------------------------------------------------------------------------------
@@ -182,8 +198,28 @@ class KeysetPagination(BasePagination):
 
 
 class HistoryPagination(KeysetPagination):
-    """History entries of one instance, in order (``seq``)."""
+    """History entries of one instance, in order (``seq``, unique per instance).
+
+    An instance's entries are numbered 1, 2, 3...: each page reads one bounded range of the
+    ``(instance, seq)`` index (``seq`` between the cursor and the cursor plus a page), so a page of
+    a history of 10,000 entries costs what a page of a short one does, whatever the planner
+    estimates for that instance. The view gives the history's length as ``history_length``.
+    """
 
     ordering = "seq"
+    unique_ordering = True
+
+    def window(self, cursor: dict[str, Any] | None, reverse: bool, size: int,
+               view: Any) -> tuple[Q, bool] | None:
+        total = getattr(view, "history_length", None)
+        if not isinstance(total, int) or self.keys != [("seq", False)]:
+            return None
+        if cursor is None:
+            low, high = 1, size + 1
+        elif reverse:
+            low, high = cursor["p"][0] - size - 1, cursor["p"][0] - 1
+        else:
+            low, high = cursor["p"][0] + 1, cursor["p"][0] + size + 1
+        return Q(seq__gte=low, seq__lte=high), (low <= 1 if reverse else high >= total)
     page_size = 100
     max_page_size = 1000

@@ -248,9 +248,11 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
             name=gettext_lazy("Instance history"))
     def history(self, request: Request, id: str) -> Response:
         """The instance's execution history, in order."""
-        pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
-        if pk is None:
+        found = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", "history_length") \
+            .first()
+        if found is None:
             raise NotFound(f"no instance with id {id!r}")
+        pk, self.history_length = found  # the paginator reads each page as one range of seq
         entries = HistoryEntry.objects.filter(instance_id=pk).only(*HISTORY_COLUMNS).order_by("seq")
         page = self.paginate_queryset(entries)
         return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)

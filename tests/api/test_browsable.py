@@ -196,3 +196,14 @@ def test_an_error_result_has_no_traceback(api: APIClient) -> None:
     entries = user.get(url("instance-history", "ver::B")).json()["results"]
     assert all(e["traceback"] is None for e in entries)
     assert WorkflowInstance.objects.filter(instance_id="order::X", status="failed").exists()
+
+
+@pytest_spectacular
+@pytest.mark.parametrize("rest_framework", [{}, {"DEFAULT_SCHEMA_CLASS": "rest_framework.schemas.openapi.AutoSchema"}])
+def test_the_schema_works_whatever_rest_framework_says(api: APIClient, rest_framework: dict[str, str]) -> None:
+    from django.test import override_settings
+
+    with override_settings(REST_FRAMEWORK=rest_framework):
+        response = api.get(url("schema"), {"format": "json"})
+    assert response.status_code == 200
+    assert "/instances/{id}/resume/" in response.json()["paths"]
