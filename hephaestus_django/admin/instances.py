@@ -116,9 +116,14 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     # ---- deletion: finished instances only ------------------------------------------------------------
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        """The engine's actions first; Django's bulk delete last, for finished instances only."""
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        """The engine's actions first; Django's bulk delete last, for finished instances only.
+
+        (``action_location``: Django 6.1 offers actions on the change form too.)"""
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         if "delete_selected" in actions:
             del actions["delete_selected"]
             actions["delete_selected"] = (delete_finished, "delete_selected",
