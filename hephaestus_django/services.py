@@ -13,6 +13,7 @@ from typing import Any
 
 from hephaestus_django.core import facade
 from hephaestus_django.core.instance import Instance
+from hephaestus_django.core.workflow import LIST_LIMIT
 from hephaestus_django.runtime.dispatch import get_runner
 
 __all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "migrate_many", "pause",
@@ -146,10 +147,11 @@ def get_instance(id: str) -> Instance:
     return get_runner().get(id)
 
 
-def list_instances(**filters: Any) -> list[Instance]:
-    """Instances, newest first; filters: ``workflow``, ``status``, ``status__in``, ``workflow_version``."""
+def list_instances(*, limit: int | None = LIST_LIMIT, **filters: Any) -> list[Instance]:
+    """The newest instances, at most ``limit`` (``None``: all); filters: ``workflow``, ``status``,
+    ``status__in``, ``workflow_version``. No history is read unless an instance's is looked at."""
     workflow = filters.pop("workflow", None)
-    return get_runner().list(workflow, **filters)
+    return get_runner().list(workflow, limit=limit, **filters)
 
 
 # ---- schedules ------------------------------------------------------------------------------------

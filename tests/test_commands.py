@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_KEYS = {"id", "workflow", "workflow_version", "status", "current_step", "context", "step_configs",
                  "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata", "error",
                  "parent", "created_at", "updated_at"}
-HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates"}
+HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates",
+                "traceback"}
 WORKFLOW_KEYS = {"name", "versions", "current_version", "unique", "tags", "metadata", "steps", "edges",
                  "mermaid"}
 

@@ -179,7 +179,8 @@ def test_ascii_lists_layers_in_topological_order_with_markers() -> None:
     assert "      --ready--> CmdBranchA, CmdBranchB  (fan-out)" in text
     assert "  [>] CmdBranchA" in text and "  [~] CmdBranchB" in text
     assert "  [ ] CmdMerge  (join of CmdBranchA, CmdBranchB)" in text
-    assert text.rstrip().endswith("legend: [x] completed  [>] active  [~] waiting  [ ] pending")
+    assert text.rstrip().endswith("legend: [x] completed  [>] active  [~] waiting  [!] failed  [-] cancelled  "
+                                  "[/] skipped  [ ] pending")
     assert "[x]" not in render.ascii(CmdFanFlow.graph)
 
 

@@ -388,8 +388,9 @@ class CountedFlow(Workflow):
 
 
 # ---- registered from their own modules: commands, rendering and telemetry (tests/test_commands.py,
-# test_render.py, test_telemetry.py); resume data, keys, child workflows and list routes (test_compose*.py)
-from tests import workflows_commands, workflows_compose  # noqa: E402, F401
+# test_render.py, test_telemetry.py); resume data, keys, child workflows and list routes (test_compose*.py);
+# the operator's view (tests/test_operator_view.py)
+from tests import workflows_commands, workflows_compose, workflows_operator  # noqa: E402, F401
 
 
 # ---- time and failure (SPEC §10: tests/test_time_*.py, tests/runtime/test_time_pg.py) -----------------

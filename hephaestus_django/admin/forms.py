@@ -49,7 +49,6 @@ def resume_choices(row: WorkflowInstance) -> Choices:
         graph = graph_of(instance)
     except (HephaestusError, ValueError):
         return []
-    handled = set(graph.transitions) | set(graph.routes)
     groups: Choices = []
     for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
         if is_children_step(step):
@@ -57,9 +56,7 @@ def resume_choices(row: WorkflowInstance) -> Choices:
         config = instance.step_configs.get(step, {})
         options = []
         step_label = short_name(step.registry_name())
-        for event in step.events:
-            if (step, event) not in handled:
-                continue
+        for event in graph.handled_events(step):
             label = event
             if issubclass(step, WaitForEvent) and event == "received" and config.get("event_name"):
                 label = f"{event} ({config['event_name']})"

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from hephaestus_django import services
 from hephaestus_django.admin import operations
-from hephaestus_django.admin.filters import short_name
+from hephaestus_django.admin.filters import display_name, listed_workflows, short_name
 from hephaestus_django.admin.forms import MigrateForm, ResumeForm
 from hephaestus_django.admin.graphs import draw
 from hephaestus_django.core import registry, render
@@ -270,7 +270,7 @@ def _workflow_entry(model_admin: WorkflowInstanceAdmin, workflow: Any, *,
             "mermaid": render.mermaid(graph) if all_versions else "",
         })
     return {
-        "name": workflow.name, "short": short_name(workflow.name), "current": current,
+        "name": workflow.name, "short": display_name(workflow.name), "current": current,
         "all_versions": workflow.all_versions(), "unique": workflow.unique, "tags": list(workflow.tags),
         "metadata": pretty_json(workflow.metadata) if workflow.metadata else "", "versions": versions,
         "instances_url": f"{changelist}?{urlencode({'workflow': workflow.name})}",
@@ -282,8 +282,7 @@ def workflows(model_admin: WorkflowInstanceAdmin, request: HttpRequest) -> HttpR
     """Every registered workflow: name, versions, uniqueness, tags, metadata and its current graph."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    entries = [_workflow_entry(model_admin, wf, all_versions=False)
-               for wf in sorted(registry.all_workflows(), key=lambda w: w.name)]
+    entries = [_workflow_entry(model_admin, wf, all_versions=False) for wf in listed_workflows()]
     title = _("Registered workflows")
     subtitle = ngettext("%(count)d workflow", "%(count)d workflows", len(entries)) % {"count": len(entries)}
     return TemplateResponse(request, "admin/hephaestus_django/workflows.html", _context(

@@ -30,7 +30,7 @@ INSTANCE_COLUMNS = ("id", "instance_id", "workflow", "workflow_version", "status
                     "error", "parent_instance_id", "created_at", "updated_at")
 #: The columns the history entry shape reads (plus ``seq`` for the cursor).
 HISTORY_COLUMNS = ("id", "seq", "kind", "step", "event", "timestamp", "attempt", "error", "duration",
-                   "context_updates")
+                   "context_updates", "traceback")
 
 
 # ---- responses -----------------------------------------------------------------------------------
@@ -65,6 +65,16 @@ class InstanceSerializer(serializers.Serializer):
         return instance_shape(instance)
 
 
+class InstanceListSerializer(InstanceSerializer):
+    """A row of the instance list: an instance without its context, unless ``?expand=context``."""
+
+    context = ContextSerializer(read_only=True, required=False,
+                                help_text=_("Only with ?expand=context."))
+
+    def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
+        return instance_shape(instance, context="context" in self.context.get("expand", ()))
+
+
 class HistoryEntrySerializer(serializers.Serializer):
     """One entry of an instance's execution history."""
 
@@ -76,6 +86,8 @@ class HistoryEntrySerializer(serializers.Serializer):
     error = serializers.CharField(read_only=True, allow_null=True)
     duration = serializers.FloatField(read_only=True, allow_null=True, help_text=_("Seconds."))
     context_updates = serializers.DictField(read_only=True, allow_null=True)
+    traceback = serializers.CharField(read_only=True, allow_null=True,
+                                      help_text=_("Python traceback of a failed or retrying step that raised."))
 
     def to_representation(self, instance: HistoryEntry) -> dict[str, Any]:
         return history_shape(instance)
@@ -119,38 +131,20 @@ class WorkflowSerializer(serializers.Serializer):
 
 
 class DetailSerializer(serializers.Serializer):
-    """An error that is not about one input field (401, 403, 404, 409)."""
+    """An error that is not about one input field (401, 403, 404, 409, 413)."""
 
     detail = serializers.CharField(read_only=True)
 
 
 # ---- requests --------------------------------------------------------------------------------
-def _check_text(value: Any, path: str = "") -> str | None:
-    """Where ``value`` holds a string a database cannot store (NUL, lone surrogates), if anywhere."""
-    stack = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item or any("\ud800" <= ch <= "\udfff" for ch in item):
-                return where or "value"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                stack.append((key, f"{where}.{key}" if where else str(key)))
-                stack.append((child, f"{where}.{key}" if where else str(key)))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
-    return None
-
-
 class StorableDictField(serializers.DictField):
-    """A JSON object whose strings the database can store."""
+    """A JSON object the database can store (:func:`~hephaestus_django.core.values.storable_problem`)."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
-        bad = _check_text(value)
-        if bad is not None:
-            raise serializers.ValidationError(
-                _("Strings cannot contain NUL or unpaired surrogate characters (at %(where)s).") % {"where": bad})
+        problem = storable_problem(value, self.field_name or "value")
+        if problem is not None:
+            raise serializers.ValidationError(f"{problem}; nothing was written")
         return value
 
 
@@ -216,14 +210,9 @@ class StartSerializer(InputSerializer):
             except ValueError as exc:
                 raise serializers.ValidationError({"value": [str(exc)]}) from None
         try:
-            parsed = keys.parse_id(attrs["id"])
+            return keys.check_id_for(unique.key, attrs["id"])
         except ValueError as exc:
             raise serializers.ValidationError({"id": [str(exc)]}) from None
-        if parsed.key != unique.key:
-            raise serializers.ValidationError({"id": [
-                _("Ids of workflow %(workflow)s start with '%(key)s::'.") % {"workflow": workflow.name,
-                                                                             "key": unique.key}]})
-        return str(attrs["id"])
 
     def create(self, validated_data: dict[str, Any]) -> WorkflowInstance:
         instance = services.start_instance(

@@ -33,6 +33,7 @@ from hephaestus_django.core.exceptions import (
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
 from hephaestus_django.core.instance import Compensation, ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
+from hephaestus_django.core.values import storable_text
 
 
 def graph_of(instance: Instance) -> Graph:
@@ -76,9 +77,9 @@ def _step_meta(step: type[Step]) -> dict[str, Any]:
 
 def _record(instance: Instance, step: Any, event: str | None, kind: str, *, context_updates: Any = None,
             attempt: int = 1, error: str | None = None, duration: float | None = None,
-            delay: float | None = None) -> ExecutionEntry:
+            delay: float | None = None, traceback: str | None = None) -> ExecutionEntry:
     entry = ExecutionEntry(step, event, clock.now(), context_updates, kind=kind, attempt=attempt, error=error,
-                           duration=duration, delay=delay)
+                           duration=duration, delay=delay, traceback=traceback)
     instance.execution_history.append(entry)
     return entry
 
@@ -411,20 +412,25 @@ def _update_status(instance: Instance) -> None:
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
                effects: list[Effect], traceback: str | None, *, retryable: bool = True) -> None:
     instance.current_step = step
+    error = storable_text(error)  # an exception's message may hold a NUL: the database cannot store one
+    stored_traceback = _storable_traceback(traceback)
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)
-        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+                traceback=stored_traceback)
         return
     if retryable and step.retry is not None and attempt < step.max_attempts():
         delay = step.retry.delay(attempt)
-        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay)
+        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay,
+                traceback=stored_traceback)
         if delay > 0 or instance.status == Status.PAUSED:  # a paused instance's retry waits as a timer
             effects.append(ScheduleTimer(step, RETRY, delay, attempt + 1))
         else:
             effects.append(ExecuteStep(step, attempt + 1))
         _update_status(instance)
         return
-    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+            traceback=stored_traceback)
     if instance.status == Status.COMPENSATING:  # a compensation failed for good: retry() resumes it
         _finish_failed(instance, error, step.registry_name(), traceback)
         return
@@ -537,6 +543,22 @@ def _emit_stopped(instance: Instance) -> None:
     _emit("workflow_stopped", instance, {"duration": _elapsed(instance), "step_count": len(instance.completed_steps),
                                          "advance_count": instance.revision + 1},
           status=str(instance.status), completed_steps=sorted(s.registry_name() for s in instance.completed_steps))
+
+
+#: Longest traceback kept in a history entry (its end: the innermost frames and the exception).
+TRACEBACK_LIMIT = 16_000
+
+
+def _storable_traceback(traceback: str | None) -> str | None:
+    """The traceback as a history entry keeps it: text the database can store, at most
+    :data:`TRACEBACK_LIMIT` characters (the first line and the end of a longer one)."""
+    if not traceback:
+        return None
+    text = storable_text(traceback)
+    if len(text) > TRACEBACK_LIMIT:
+        head = text.split("\n", 1)[0]
+        text = f"{head}\n  ...\n{text[-(TRACEBACK_LIMIT - len(head) - 7):]}"
+    return text
 
 
 # ---- external calls --------------------------------------------------------------------------

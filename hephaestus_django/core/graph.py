@@ -162,6 +162,11 @@ class Graph:
             return spec
         return self.transitions.get((step, event), [])
 
+    def handled_events(self, step: type[Step]) -> list[str]:
+        """The events ``step`` declares that lead somewhere in this graph, in declaration order
+        (what a waiting step may usefully be resumed with)."""
+        return [e for e in step.events if (step, e) in self.transitions or (step, e) in self.routes]
+
 
 def build_graph(start_step: Any, transitions: Any, routes: list[RouteSpec]) -> tuple[Graph | None, list[str]]:
     """Parse a definition into a :class:`Graph` and list every problem found on the way."""

@@ -225,7 +225,7 @@ class MemoryStorage:
             found.extend(frontier)
         return found
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
         statuses: set[str] | None = None
         if "status" in filters:
             statuses = {Status(filters.pop("status"))}
@@ -238,4 +238,5 @@ class MemoryStorage:
                  if (workflow is None or i.workflow.name == workflow)
                  and (statuses is None or i.status in statuses)
                  and (version is None or i.workflow_version == version)]
-        return [self._copy(i) for i in sorted(found, key=lambda i: i.pk, reverse=True)]
+        newest = sorted(found, key=lambda i: i.pk, reverse=True)
+        return [self._copy(i) for i in (newest if limit is None else newest[:limit])]

@@ -102,7 +102,8 @@ class Storage(Protocol):
     def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
         """Pause or unpause a schedule (created if unseen); ``next_tick`` replaces the stored one."""
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]: ...
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
+        """Instances newest first, at most ``limit`` (``None``: all), without reading their history."""
 
     # ---- resume keys and child workflows ----------------------------------------------------------
     def claim_resume_key(self, instance: Instance, key: str) -> bool:

@@ -47,7 +47,7 @@ from hephaestus_django.core.ports import Storage, Timer
 from hephaestus_django.core.schedules import Schedule
 from hephaestus_django.core.status import Status
 from hephaestus_django.core.values import check_storable, storable_problem
-from hephaestus_django.core.workflow import BaseWorkflow
+from hephaestus_django.core.workflow import LIST_LIMIT, BaseWorkflow
 
 logger = logging.getLogger("hephaestus")
 
@@ -239,8 +239,13 @@ class Runner:
     def get(self, id: str, *, workflow: Any = None) -> Instance:
         return self.storage.load(id, self._workflow_name(workflow), history=True)
 
-    def list(self, workflow: Any = None, **filters: Any) -> list[Instance]:
-        return self.storage.list(self._workflow_name(workflow), **filters)
+    def list(self, workflow: Any = None, *, limit: int | None = LIST_LIMIT, **filters: Any) -> list[Instance]:
+        """The newest instances (of ``workflow``), at most ``limit`` (``None``: every one); their
+        history is read only if somebody looks at it."""
+        checked: object = limit  # user input: validate at run time
+        if checked is not None and (isinstance(checked, bool) or not isinstance(checked, int) or checked < 1):
+            raise ValueError(f"'limit' must be a positive int or None, not {limit!r}")
+        return self.storage.list(self._workflow_name(workflow), limit=limit, **filters)
 
     def _workflow_name(self, workflow: Any) -> str | None:
         return None if workflow is None else resolve_workflow(workflow).name

@@ -25,7 +25,7 @@ from typing import Any
 
 from hephaestus_django.core.exceptions import InvalidContext
 
-__all__ = ["MAX_DEPTH", "allow_types", "check_storable", "storable_problem"]
+__all__ = ["MAX_DEPTH", "allow_types", "check_storable", "storable_problem", "storable_text"]
 
 #: The deepest nesting of lists and dicts a stored value may have.
 MAX_DEPTH = 100
@@ -105,3 +105,9 @@ def check_storable(value: Any, what: str = "context", *, field: str | None = Non
     problem = storable_problem(value, what)
     if problem is not None:
         raise InvalidContext(f"{problem}; nothing was written", field=field or what)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with what the database cannot store (NUL characters, lone surrogates) written as
+    escapes (``\\x00``, ``\\ud800``): for text the engine writes itself, such as tracebacks."""
+    return _UNSTORABLE_TEXT.sub(lambda found: ascii(found.group())[1:-1], text)

@@ -32,7 +32,10 @@ from hephaestus_django.core.schedules import Schedule, schedule_problems
 if TYPE_CHECKING:
     from hephaestus_django.core.instance import Instance
 
-__all__ = ["BaseWorkflow", "Unique", "VersionedWorkflow", "Workflow", "route"]
+__all__ = ["LIST_LIMIT", "BaseWorkflow", "Unique", "VersionedWorkflow", "Workflow", "route"]
+
+#: How many instances ``list()`` returns unless given another ``limit``.
+LIST_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +173,10 @@ class BaseWorkflow:
         return instance
 
     @classmethod
-    def list(cls, **filters: Any) -> builtins.list[Instance]:
-        """Instances of this workflow (filters: ``status``, ``status__in``, ``workflow_version``)."""
-        return list(facade.backend().list(workflow=cls, **filters))
+    def list(cls, *, limit: int | None = LIST_LIMIT, **filters: Any) -> builtins.list[Instance]:
+        """The newest instances of this workflow, at most ``limit`` (``None``: all; filters:
+        ``status``, ``status__in``, ``workflow_version``). Their history is read when looked at."""
+        return list(facade.backend().list(workflow=cls, limit=limit, **filters))
 
     @classmethod
     def id_for(cls, value: Any) -> str:

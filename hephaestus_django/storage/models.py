@@ -151,6 +151,8 @@ class HistoryEntry(models.Model):
     error = models.TextField(_("error"), blank=True, default="")
     duration = models.FloatField(_("duration (s)"), null=True, blank=True)
     delay = models.FloatField(_("retry delay (s)"), null=True, blank=True)
+    #: The Python traceback of a ``failed`` or ``retrying`` entry whose step raised.
+    traceback = models.TextField(_("traceback"), blank=True, default="")
 
     class Meta:
         verbose_name = _("history entry")

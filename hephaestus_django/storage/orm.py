@@ -21,7 +21,7 @@ from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
-from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, Instance
+from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import ScheduleState, Timer
 from hephaestus_django.core.status import Status
@@ -57,11 +57,25 @@ def _entry_from_row(row: HistoryEntry, graph: Graph | None) -> ExecutionEntry:
     if step_ref and graph is not None:
         step_ref = graph.by_name.get(row.step, row.step)
     return ExecutionEntry(step_ref, row.event or None, row.timestamp, row.context_updates, kind=row.kind,
-                          attempt=row.attempt, error=row.error or None, duration=row.duration, delay=row.delay)
+                          attempt=row.attempt, error=row.error or None, duration=row.duration, delay=row.delay,
+                          traceback=row.traceback or None)
+
+
+def _history_loader(pk: Any, graph: Graph) -> Any:
+    """What reads an instance's stored history the first time somebody looks at it."""
+
+    def load(count: int) -> list[ExecutionEntry]:
+        rows = HistoryEntry.objects.filter(instance_id=pk, seq__lte=count).order_by("seq")
+        return [_entry_from_row(h, graph) for h in rows]
+
+    return load
 
 
 def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None) -> Instance:
-    """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone)."""
+    """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone).
+
+    Without ``history`` rows, the instance's ``execution_history`` reads the stored entries the
+    first time it is looked at (a :class:`~hephaestus_django.core.instance.History`)."""
     workflow, graph = _graph(row.workflow, row.workflow_version)
     name = row.workflow
 
@@ -86,7 +100,8 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         runtime_metadata=row.runtime_metadata,
         telemetry_metadata=row.telemetry_metadata,
         telemetry_start_time=row.telemetry_start_time,
-        execution_history=[_entry_from_row(h, graph) for h in history] if history is not None else [],
+        execution_history=[_entry_from_row(h, graph) for h in history] if history is not None
+        else History.stored(row.history_length, _history_loader(row.pk, graph)),
         waiting_steps=waiting,  # type: ignore[arg-type]
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
@@ -103,7 +118,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         finished_at=row.finished_at,
     )
     instance.history_length = row.history_length
-    instance.persisted_entries = len(instance.execution_history)
+    instance.persisted_entries = len(history) if history is not None else row.history_length
     return instance
 
 
@@ -175,7 +190,8 @@ def _history_values(instance: Instance) -> list[dict[str, Any]]:
     return [
         {"seq": instance.history_length + offset + 1, "kind": str(entry.kind), "step": entry.step_name or "",
          "event": entry.event or "", "timestamp": entry.timestamp, "context_updates": entry.context_updates,
-         "attempt": entry.attempt, "error": entry.error or "", "duration": entry.duration, "delay": entry.delay}
+         "attempt": entry.attempt, "error": entry.error or "", "duration": entry.duration, "delay": entry.delay,
+         "traceback": entry.traceback or ""}
         for offset, entry in enumerate(instance.new_entries)
     ]
 
@@ -185,7 +201,7 @@ def _history_rows(instance: Instance) -> list[HistoryEntry]:
 
 
 _HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
-                    "delay")
+                    "delay", "traceback")
 _SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
               "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision"}
 
@@ -520,7 +536,8 @@ class DjangoStorage:
                          .values_list("pk", flat=True))
                     locked.update(level)
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
+        """Newest first, at most ``limit`` (``None``: all); histories are read only when looked at."""
         qs = WorkflowInstance.objects.all()
         if workflow is not None:
             qs = qs.filter(workflow=workflow)
@@ -532,5 +549,5 @@ class DjangoStorage:
             filters["status"] = Status(filters["status"]).value
         if "status__in" in filters:
             filters["status__in"] = [Status(s).value for s in filters["status__in"]]
-        rows = list(qs.filter(**filters).order_by("-created_at", "-pk").prefetch_related("history"))
-        return [to_instance(r, list(r.history.all())) for r in rows]
+        rows = qs.filter(**filters).order_by("-created_at", "-pk")
+        return [to_instance(r) for r in (rows if limit is None else rows[:limit])]

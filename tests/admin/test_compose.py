@@ -101,8 +101,8 @@ def test_the_parent_page_links_its_children_and_marks_the_children_step(
     for child in children:
         assert f'<a href="{change_url(child)}">{child.instance_id}</a>' in page
     assert f"{CHANGELIST}?parent__id__exact={parent.pk}" in page
-    node = re.search(r'<g class="([^"]*)" data-step="' + re.escape(CShip.registry_name()) + r'" data-children="true">',
-                     page)
+    step = re.escape(CShip.registry_name())
+    node = re.search(r'<g class="([^"]*)" data-step="' + step + r'"[^>]* data-children="true">', page)
     assert node is not None and "hx-children-step" in node.group(1) and "hx-waiting" in node.group(1)
     assert page.count('data-children="true"') == 1
     assert "starts child workflows" in page

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 INSTANCE_KEYS = {"id", "workflow", "workflow_version", "status", "current_step", "context", "step_configs",
                  "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata", "error",
                  "parent", "created_at", "updated_at"}
-HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates"}
+HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates",
+                "traceback"}
 APPROVE = wf.ApiApprove.registry_name()
 
 

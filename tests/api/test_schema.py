@@ -46,7 +46,7 @@ ROUTES = {
     "/workflows/{name}/": {"get"},
 }
 LIST_FILTERS = {"workflow", "status", "workflow_version", "version", "current_step", "created_after", "created_before",
-                "updated_after", "updated_before", "search", "ordering", "cursor", "page_size"}
+                "updated_after", "updated_before", "search", "ordering", "cursor", "page_size", "expand"}
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@
 - ``ApiVersioned``: two versions under one name.
 - ``ApiGlobalFlow``: scope ``global``; ``ApiNoScopeFlow``: scope ``none`` (random id suffix).
 - ``ApiMovable``: two versions that both wait at ``ApiApprove`` (migration between them).
+- ``ApiPoisonFlow``: its step returns context updates the database cannot store (a set).
 """
 
 from __future__ import annotations
@@ -149,3 +150,16 @@ class ApiMovable(VersionedWorkflow):
     unique = Unique(key="mov")
     versions = {1: ApiMovableV1, 2: ApiMovableV2}
     current = 1
+
+
+class ApiPoison(Step):
+    events = ("ok",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ok", {"v": {1, 2}})
+
+
+class ApiPoisonFlow(Workflow):
+    unique = Unique(key="poison")
+    start_step = ApiPoison
+    transitions = {(ApiPoison, "ok"): Done}

@@ -12,6 +12,9 @@ from hephaestus_django.conf import settings
 from hephaestus_django.management.base import HephaestusCommand
 from hephaestus_django.runtime.worker import run_worker
 
+#: The longest pause between two passes (a day).
+MAX_INTERVAL = 86_400
+
 
 def positive_seconds(text: str) -> float:
     try:
@@ -20,6 +23,8 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    if value > MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long (at most {MAX_INTERVAL} seconds)")
     return value
 
 
