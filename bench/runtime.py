@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root is not on the path
+
+from bench import markdown_table  # noqa: E402
+
 BACKENDS = {"immediate": "django_tasks.backends.immediate.ImmediateBackend",
             "db": "django_tasks_db.DatabaseBackend"}
 
@@ -134,10 +138,7 @@ def main() -> None:
                 rows.append({"db": db, "backend": backend, **r})
     header = ["db", "backend", "shape", "n", "completed", "wall_s", "inst_per_s", "steps_per_s",
               "statements_per_step", "hot_path_per_step"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for r in rows:
-        print("| " + " | ".join(str(r[h]) for h in header) + " |")
+    print(markdown_table(header, rows))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ __version__ = "0.1.0"
 
 _CORE_NAMES = {
     "Step", "Workflow", "VersionedWorkflow", "Ok", "Async", "Error", "Retry", "Unique", "route",
-    "Done", "Wait", "WaitForEvent", "Debug", "Instance", "Context", "ExecutionEntry", "Status",
+    "Done", "Wait", "WaitForEvent", "Debug", "Instance", "Context", "ExecutionEntry", "Status", "Schedule",
+    "ChildrenStep", "Child",
 }
-_SERVICE_NAMES = {"start_instance", "resume", "cancel", "retry", "get_instance", "list_instances"}
+_SERVICE_NAMES = {"start_instance", "resume", "cancel", "retry", "get_instance", "list_instances", "pause",
+                  "unpause", "migrate"}
 
 __all__ = sorted(_CORE_NAMES | _SERVICE_NAMES | {"__version__"})
 

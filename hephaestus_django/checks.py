@@ -50,7 +50,45 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     except Exception as exc:
         return [checks.Error(f"HEPHAESTUS['TASK_BACKEND'] names task backend {alias!r}, which cannot be loaded: "
                              f"{exc}", hint="Add it to the TASKS setting.", id="hephaestus.E201")]
-    return _queue_problems(backend, alias)
+    return _check_task_class(alias, backend) + _check_celery_eta(alias, backend) + _queue_problems(backend, alias)
+
+
+def _check_celery_eta(alias: str, backend: Any) -> list[checks.CheckMessage]:
+    """Timers sent as Celery ETA tasks stop RabbitMQ consumers that hold them past consumer_timeout."""
+    if not getattr(backend, "supports_defer", False):
+        return []
+    try:
+        from django_tasks_fennel import CeleryBackend as FennelBackend
+    except ImportError:
+        return []
+    if not isinstance(backend, FennelBackend):
+        return []
+    return [checks.Warning(
+        f"TASKS[{alias!r}] sends the engine's timers to Celery as ETA tasks: a worker holds each one "
+        "unacknowledged until it is due, and RabbitMQ stops a consumer that holds a message longer than its "
+        "consumer_timeout (30 minutes by default).",
+        hint="Use 'hephaestus_django.contrib.celery.CeleryBackend' (timers fire through hephaestus_worker).",
+        id="hephaestus.W202")]
+
+
+def _check_task_class(alias: str, backend: Any) -> list[checks.CheckMessage]:
+    """A backend with a task class of its own (django-tasks-fennel registers each task with Celery
+    when it is created) only knows tasks created on it; the engine's are created on TASKS['default']."""
+    from hephaestus_django.compat import FRAMEWORK_TASK_CLASSES
+    from hephaestus_django.runtime.tasks import run_step
+
+    task_class = getattr(backend, "task_class", None)
+    if task_class is None or task_class in FRAMEWORK_TASK_CLASSES or isinstance(run_step, task_class):
+        return []
+    if alias == run_step.backend:  # settings changed since the tasks were created (tests): nothing to say
+        return []
+    backend_path = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    return [checks.Error(
+        f"HEPHAESTUS['TASK_BACKEND'] is {alias!r}, whose backend {backend_path} runs only tasks of its own class "
+        f"({task_class.__module__}.{task_class.__qualname__}); the engine's tasks are created on "
+        f"TASKS[{run_step.backend!r}], so its workers would discard them as unregistered.",
+        hint=f"Make this backend TASKS[{run_step.backend!r}] and remove HEPHAESTUS['TASK_BACKEND'].",
+        id="hephaestus.E202")]
 
 
 def _queue_problems(backend: Any, alias: str) -> list[checks.CheckMessage]:
@@ -76,19 +114,20 @@ def _queue_problems(backend: Any, alias: str) -> list[checks.CheckMessage]:
                     errors.append(checks.Error(
                         f"step {step.registry_name()} of workflow {workflow.name} (version {version}) is routed to "
                         f"queue {queue!r}, which task backend {alias!r} does not accept ({', '.join(sorted(queues))}).",
-                        hint="Add the queue to the backend's QUEUES in the TASKS setting.", id="hephaestus.E202",
+                        hint="Add the queue to the backend's QUEUES in the TASKS setting.", id="hephaestus.E203",
                         obj=workflow.name))
     return list({e.msg: e for e in errors}.values())
 
 
 @checks.register()
 def check_workflows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Workflows that failed to define are reported where their module was imported.
+    """Every workflow that failed to define, one error each, named with the module that defines it.
 
-    Autodiscovery records the ``WorkflowDefinitionError`` of a ``workflows`` module that could
-    not be imported, so ``manage.py check`` shows it instead of a bare traceback.
+    Autodiscovery records the ``WorkflowDefinitionError`` of each broken workflow of a ``workflows``
+    module (and goes on with the next class), so ``manage.py check`` lists them all instead of a
+    bare traceback for the first one.
     """
     from hephaestus_django.discovery import discovery_errors
 
     return [checks.Error(f"{module}: {error}", id="hephaestus.E101", obj=module)
-            for module, error in discovery_errors().items()]
+            for module, errors in discovery_errors().items() for error in errors]

@@ -6,12 +6,15 @@ provides the same API under ``django_tasks`` (with a few differing exception nam
 
 from __future__ import annotations
 
+import importlib
+
 import django
 
 # Chosen by Django's version, not by trying imports: an import error inside django.tasks must
 # surface, not silently switch a Django 6 project to the backport.
 if django.VERSION >= (6, 0):
     from django.tasks import (  # type: ignore[import-not-found,unused-ignore]
+        Task,
         TaskResultStatus,
         default_task_backend,
         task,
@@ -24,30 +27,35 @@ if django.VERSION >= (6, 0):
 else:  # Django 5.2 with the backport
     from django_tasks import TaskResultStatus, default_task_backend, task, task_backends  # type: ignore[no-redef]
     from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[no-redef,assignment]
+    from django_tasks.base import Task  # type: ignore[no-redef,assignment]
     from django_tasks.exceptions import InvalidTaskError  # type: ignore[no-redef,assignment]
 
     TASKS_MODULE = "django_tasks"
 
 
-def _immediate_backends() -> tuple[type, ...]:
-    """The immediate backend classes of both modules (a project may name either in ``TASKS``)."""
-    classes: list[type] = [ImmediateBackend]
+def _with_backport(cls: type, module: str) -> tuple[type, ...]:
+    """``cls`` and the backport's class of the same name from ``module`` (one class on Django 5.2):
+    a project may name either module's backends in ``TASKS``."""
+    classes: list[type] = [cls]
     try:
-        from django_tasks.backends.immediate import ImmediateBackend as Backported
+        classes.append(getattr(importlib.import_module(module), cls.__name__))
     except ImportError:  # pragma: no cover - the backport is a dependency
         pass
-    else:
-        classes.append(Backported)
     return tuple(dict.fromkeys(classes))
 
 
-IMMEDIATE_BACKENDS = _immediate_backends()
+#: The immediate backend classes of both modules.
+IMMEDIATE_BACKENDS = _with_backport(ImmediateBackend, "django_tasks.backends.immediate")
+#: ``Task`` of both modules: a backend whose ``task_class`` is neither brings its own.
+FRAMEWORK_TASK_CLASSES = _with_backport(Task, "django_tasks.base")
 
 __all__ = [
+    "FRAMEWORK_TASK_CLASSES",
     "IMMEDIATE_BACKENDS",
     "TASKS_MODULE",
     "ImmediateBackend",
     "InvalidTaskError",
+    "Task",
     "TaskResultStatus",
     "default_task_backend",
     "task",

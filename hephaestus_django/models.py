@@ -4,9 +4,12 @@ from hephaestus_django.storage.models import (
     HistoryEntry,
     InstanceStatus,
     RegisteredWorkflow,
+    ScheduleTick,
     StepRun,
     Timer,
     WorkflowInstance,
+    WorkflowSchedule,
 )
 
-__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "StepRun", "Timer", "WorkflowInstance"]
+__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "ScheduleTick", "StepRun", "Timer",
+           "WorkflowInstance", "WorkflowSchedule"]

@@ -16,7 +16,9 @@ in-process span could stay open for a whole run. Instead, when an instance finis
 its durable history is read back and written as one trace: a ``workflow <name>`` span from the
 instance's ``telemetry_start_time`` to its end, with one child span per history entry:
 ``step <name>`` for each execution (completed, paused, retrying or failed attempt, placed at
-``timestamp - duration``) and ``wait <name>`` for each wait that a resume or a timer ended. The
+``timestamp - duration``), ``compensate <name>`` for each compensation, and ``wait <name>`` for
+each wait that a resume or a timer ended; entries of the whole instance (paused, unpaused, migrated,
+a deadline) are events of the workflow span. The
 trace is a new root (it outlives any request that happened to finish it). A failed instance that
 is retried and then finishes produces a second workflow span covering the whole history.
 """
@@ -182,11 +184,13 @@ def export_trace(name: str, measurements: dict[str, Any], metadata: dict[str, An
     for entry in history:
         stamp = max(start, _ns(entry.timestamp))
         end = max(end, stamp)
-        if entry.kind == "cancelled":
-            root.add_event("cancelled", timestamp=stamp)
+        if entry.kind == "cancelled" or not entry.step:  # instance level: paused, unpaused, migrated, deadline
+            root.add_event(entry.kind, timestamp=stamp, attributes={"hephaestus.error": entry.error} if entry.error
+                           else {})
             continue
         waited = entry.kind in ("resumed", "timer_fired")
-        span_name = f"{'wait' if waited else 'step'} {entry.step.rsplit('.', 1)[-1]}"
+        verb = "wait" if waited else "compensate" if entry.kind == "compensated" else "step"
+        span_name = f"{verb} {entry.step.rsplit('.', 1)[-1]}"
         begin = max(start, stamp - int((entry.duration or 0.0) * 1e9))
         step_attributes = {
             "hephaestus.step": entry.step, "hephaestus.kind": entry.kind, "hephaestus.attempt": entry.attempt,

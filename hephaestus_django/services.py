@@ -3,17 +3,21 @@
 ::
 
     from hephaestus_django import start_instance, resume, cancel, retry, get_instance, list_instances
+    from hephaestus_django import pause, unpause, migrate
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from hephaestus_django.core import facade
 from hephaestus_django.core.instance import Instance
+from hephaestus_django.core.workflow import LIST_LIMIT
 from hephaestus_django.runtime.dispatch import get_runner
 
-__all__ = ["cancel", "get_instance", "install", "list_instances", "resume", "retry", "start_instance"]
+__all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "migrate_many", "pause",
+           "pause_schedule", "plan_migration", "resume", "retry", "start_instance", "unpause", "unpause_schedule"]
 
 
 def install() -> None:
@@ -28,14 +32,109 @@ def start_instance(workflow: Any, context: dict[str, Any], *, id: str, version: 
                                         telemetry_metadata=telemetry_metadata)
 
 
-def resume(id: str, event: str, *, step: Any = None, workflow: Any = None) -> Instance:
-    """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``."""
-    return get_runner().resume(id, event, step=step, workflow=workflow)
+def resume(id: str, event: str, *, step: Any = None, data: dict[str, Any] | None = None,
+           idempotency_key: str | None = None, workflow: Any = None) -> Instance:
+    """Complete the waiting step of the newest instance ``id`` (of ``workflow``, if given) with ``event``.
+
+    ``data`` (a JSON object) is merged into that step's context entry and recorded in the
+    ``resumed`` history entry. A resume whose ``idempotency_key`` (at most 255 characters) was
+    already used on this instance does nothing and returns the instance as it is.
+    """
+    return get_runner().resume(id, event, step=step, data=data, idempotency_key=idempotency_key,
+                               workflow=workflow)
 
 
-def cancel(id: str, *, workflow: Any = None) -> Instance:
-    """Cancel the newest instance ``id`` (of ``workflow``, if given)."""
-    return get_runner().cancel(id, workflow=workflow)
+def cancel(id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:
+    """Cancel the newest instance ``id`` (of ``workflow``, if given); with ``compensate``, the
+    compensations of its completed steps run first (status ``compensating``, then ``cancelled``)."""
+    return get_runner().cancel(id, workflow=workflow, compensate=compensate)
+
+
+def pause(id: str, *, workflow: Any = None) -> Instance:
+    """Pause the running or waiting instance ``id``: no step starts and no timer fires until
+    :func:`unpause` (``NotPausable`` otherwise)."""
+    return get_runner().pause(id, workflow=workflow)
+
+
+def unpause(id: str, *, workflow: Any = None) -> Instance:
+    """Unpause the paused instance ``id`` (``NotPaused`` otherwise): it goes back to the status it
+    had, the steps that became runnable are dispatched and the timers that fell due fire."""
+    return get_runner().unpause(id, workflow=workflow)
+
+
+def migrate(id: str, *, to_version: int, step_map: dict[str, str] | None = None, workflow: Any = None) -> Instance:
+    """Move the active (running, waiting or paused) instance ``id`` to version ``to_version`` of its
+    workflow; ``step_map`` maps step registry names that the target version lacks. ``MigrationError``
+    (nothing changed) lists the steps that match nothing."""
+    return get_runner().migrate(id, to_version=to_version, step_map=step_map, workflow=workflow)
+
+
+def plan_migration(row: Any, *, to_version: int, step_map: dict[str, str] | None = None) -> dict[str, str]:
+    """What :func:`migrate` would do to the instance stored in ``row`` (a ``WorkflowInstance``),
+    without doing it: {step registry name now: after}; ``MigrationError`` when it cannot move."""
+    from hephaestus_django.storage.orm import to_instance
+
+    return get_runner().plan_migration(to_instance(row), to_version=to_version, step_map=step_map)
+
+
+@dataclass
+class MigrationReport:
+    """What :func:`migrate_many` did (or, with ``dry_run``, would do)."""
+
+    workflow: str
+    from_version: int
+    to_version: int
+    dry_run: bool
+    #: Ids of the instances moved (or movable), with {step now: step after} for each.
+    migrated: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Ids of the instances that could not move, with why (and the unmatched steps).
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"workflow": self.workflow, "from_version": self.from_version, "to_version": self.to_version,
+                "dry_run": self.dry_run, "migrated": sorted(self.migrated),
+                "failed": [{"id": id, **why} for id, why in sorted(self.failed.items())]}
+
+
+def migrate_many(workflow: Any, *, from_version: int, to_version: int, step_map: dict[str, str] | None = None,
+                 dry_run: bool = False, batch_size: int = 500) -> MigrationReport:
+    """Move every active (running, waiting, paused) instance of ``workflow`` at ``from_version`` to
+    ``to_version``, each in its own transaction; those that cannot move are reported and left as
+    they are. ``MigrationError`` for a version the workflow does not have."""
+    from hephaestus_django.core.engine import MIGRATABLE_STATUSES
+    from hephaestus_django.core.exceptions import HephaestusError, MigrationError
+    from hephaestus_django.core.runner import resolve_workflow
+    from hephaestus_django.storage.models import WorkflowInstance
+    from hephaestus_django.storage.orm import to_instance
+
+    wf = resolve_workflow(workflow)
+    for version in (from_version, to_version):
+        try:
+            wf.definition(version)
+        except ValueError as exc:
+            raise MigrationError(str(exc), field="version") from None
+    if from_version == to_version:
+        raise MigrationError(f"--from-version and --to-version are both {to_version}", field="version")
+    runner = get_runner()
+    report = MigrationReport(wf.name, from_version, to_version, dry_run)
+    rows = WorkflowInstance.objects.filter(workflow=wf.name, workflow_version=from_version,
+                                           status__in=[s.value for s in MIGRATABLE_STATUSES])
+    last_pk = 0
+    while True:
+        batch = list(rows.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
+        if not batch:
+            return report
+        last_pk = batch[-1].pk
+        for row in batch:
+            try:
+                if dry_run:
+                    report.migrated[row.instance_id] = runner.plan_migration(
+                        to_instance(row), to_version=to_version, step_map=step_map)
+                else:
+                    runner.migrate_pk(row.pk, to_version=to_version, step_map=step_map)
+                    report.migrated[row.instance_id] = {}
+            except HephaestusError as exc:
+                report.failed[row.instance_id] = {"error": str(exc), "unmatched": getattr(exc, "unmatched", [])}
 
 
 def retry(id: str, *, workflow: Any = None) -> Instance:
@@ -48,7 +147,42 @@ def get_instance(id: str) -> Instance:
     return get_runner().get(id)
 
 
-def list_instances(**filters: Any) -> list[Instance]:
-    """Instances, newest first; filters: ``workflow``, ``status``, ``status__in``, ``workflow_version``."""
+def list_instances(*, limit: int | None = LIST_LIMIT, **filters: Any) -> list[Instance]:
+    """The newest instances, at most ``limit`` (``None``: all); filters: ``workflow``, ``status``,
+    ``status__in``, ``workflow_version``. No history is read unless an instance's is looked at."""
     workflow = filters.pop("workflow", None)
-    return get_runner().list(workflow, **filters)
+    return get_runner().list(workflow, limit=limit, **filters)
+
+
+# ---- schedules ------------------------------------------------------------------------------------
+def list_schedules() -> list[dict[str, Any]]:
+    """Every schedule of the registered workflows with its state: ``workflow``, ``name``, ``cron``,
+    ``timezone``, ``value``, ``context``, ``paused``, ``next_tick`` (``None`` until a worker pass
+    has seen it: then the first tick after that pass), ``last_tick`` and ``last_instance``."""
+    from hephaestus_django.core import registry
+    from hephaestus_django.core.schedules import DEFAULT_VALUE
+
+    states = get_runner().storage.schedule_states()
+    found = []
+    for workflow in sorted(registry.all_workflows(), key=lambda w: w.name):
+        for schedule in workflow.schedules:
+            state = states.get((workflow.name, schedule.name))
+            found.append({
+                "workflow": workflow.name, "name": schedule.name, "cron": schedule.cron,
+                "timezone": schedule.timezone, "value": schedule.value or DEFAULT_VALUE,
+                "context": schedule.context or {}, "paused": bool(state and state.paused),
+                "next_tick": state.next_tick if state else None,
+                "last_tick": state.last_tick if state else None,
+                "last_instance": state.last_instance if state else None,
+            })
+    return found
+
+
+def pause_schedule(workflow: Any, name: str) -> None:
+    """Pause schedule ``name`` of ``workflow``: its ticks start nothing until it is unpaused."""
+    get_runner().pause_schedule(workflow, name)
+
+
+def unpause_schedule(workflow: Any, name: str) -> None:
+    """Unpause it: its next tick is the first after now (ticks missed while paused are skipped)."""
+    get_runner().unpause_schedule(workflow, name)

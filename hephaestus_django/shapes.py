@@ -16,24 +16,31 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def instance_shape(row: WorkflowInstance) -> dict[str, Any]:
-    context = row.context or {}
-    return {
+def instance_shape(row: WorkflowInstance, *, context: bool = True) -> dict[str, Any]:
+    """An instance; without ``context`` (the API's compact list rows), its ``context`` is left out
+    (and the row need not have loaded that column)."""
+    shape: dict[str, Any] = {
         "id": row.instance_id,
         "workflow": row.workflow,
         "workflow_version": row.workflow_version,
         "status": row.status,
         "current_step": row.current_step or None,
-        "context": {"initial": context.get("initial", {}), "steps": context.get("steps", {})},
+    }
+    if context:
+        stored = row.context or {}
+        shape["context"] = {"initial": stored.get("initial", {}), "steps": stored.get("steps", {})}
+    shape.update({
         "step_configs": row.step_configs,
         "active_steps": row.active_steps,
         "completed_steps": row.completed_steps,
         "runtime_metadata": row.runtime_metadata,
         "telemetry_metadata": row.telemetry_metadata,
         "error": row.error or None,
+        "parent": row.parent_instance_id or None,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
-    }
+    })
+    return shape
 
 
 def history_shape(row: HistoryEntry) -> dict[str, Any]:
@@ -46,6 +53,7 @@ def history_shape(row: HistoryEntry) -> dict[str, Any]:
         "error": row.error or None,
         "duration": row.duration,
         "context_updates": row.context_updates,
+        "traceback": row.traceback or None,
     }
 
 

@@ -57,21 +57,22 @@ def frozen_clock(at: datetime | None = None) -> Iterator[FrozenClock]:
 
 
 def fire_due_timers() -> int:
-    """Fire the timers due by the engine's clock, once; returns how many fired."""
+    """Fire the timers and schedule ticks due by the engine's clock, once; returns how many fired."""
     from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_runner().fire_due_timers()
+    runner = get_runner()
+    return runner.fire_due_timers() + runner.fire_schedules()
 
 
 def run_until_idle(max_iterations: int = 10_000) -> int:
-    """Run, in this process, every queued step execution and every due timer, until nothing is
-    runnable; returns how many ran. Works whatever the ``TASKS`` backend."""
+    """Run, in this process, every queued step execution, every due timer and every due schedule
+    tick, until nothing is runnable; returns how many ran. Works whatever the ``TASKS`` backend."""
     from hephaestus_django.runtime.dispatch import get_runner
 
     service = get_runner()
     total = 0
     for _ in range(max_iterations):
-        ran = service.run_pending_steps() + service.fire_due_timers()
+        ran = service.run_pending_steps() + service.fire_due_timers() + service.fire_schedules()
         if not ran:
             break
         total += ran

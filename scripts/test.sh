@@ -2,7 +2,7 @@
 # Run every check and the test suite: bash scripts/test.sh [pytest args...]
 #
 # Needs only Python >= 3.11: makes .venv and installs the project into it on first use (see scripts/_venv.sh
-# for PYTHON, VENV, EXTRAS and DJANGO_SPEC). DATABASE_URL selects the database (unset: SQLite), e.g.
+# for PYTHON, VENV, EXTRAS, DEP_GROUPS and DJANGO_SPEC). DATABASE_URL selects the database (unset: SQLite), e.g.
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test bash scripts/test.sh
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/core -x`.
 set -euo pipefail

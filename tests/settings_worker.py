@@ -20,3 +20,6 @@ if "HEPHAESTUS_TEST_APP" in os.environ:  # to count this process's connections; 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
 HEPHAESTUS = {"LEASE_SECONDS": float(os.environ.get("HEPHAESTUS_TEST_LEASE", "300")), "WORKER_INTERVAL": 0.2,
               "MAX_INLINE_STEPS": int(os.environ.get("HEPHAESTUS_TEST_MAX_INLINE", "100"))}
+
+if os.environ.get("HEPHAESTUS_TEST_SCHEDULES"):
+    import tests.workflows_schedules  # noqa: F401 - registers the scheduled test workflows

@@ -34,8 +34,9 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_KEYS = {"id", "workflow", "workflow_version", "status", "current_step", "context", "step_configs",
                  "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata", "error",
-                 "created_at", "updated_at"}
-HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates"}
+                 "parent", "created_at", "updated_at"}
+HISTORY_KEYS = {"kind", "step", "event", "timestamp", "attempt", "error", "duration", "context_updates",
+                "traceback"}
 WORKFLOW_KEYS = {"name", "versions", "current_version", "unique", "tags", "metadata", "steps", "edges",
                  "mermaid"}
 
@@ -197,7 +198,7 @@ def test_cancel(waiting_id: str) -> None:
     assert out.startswith(f"Cancelled {waiting_id}.\n") and "status:          cancelled" in out
     before = snapshot()
     message = fails("hephaestus_cancel", waiting_id)
-    assert "only pending, running and waiting instances can be cancelled" in message
+    assert "only pending, running and waiting (or paused) instances can be cancelled" in message
     assert "no instance with id 'cmd::missing'" in fails("hephaestus_cancel", "cmd::missing")
     assert snapshot() == before
 
@@ -452,7 +453,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
      "CommandError: Error: argument --version: 'x' is not an integer"),
     (["hephaestus_list", "--status", "bogus"],
      "CommandError: Error: argument --status: invalid status 'bogus' (choose from pending, running, waiting, "
-     "completed, failed, cancelled)"),
+     "completed, failed, cancelled, compensating, paused)"),
 ])
 def test_process_exits_1_with_one_line_and_no_traceback(cli_env: dict[str, str], args: list[str],
                                                         expected: str) -> None:

@@ -15,6 +15,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -116,7 +117,9 @@ def test_mermaid_is_a_flowchart_with_safe_ids_and_class_name_labels() -> None:
 def test_mermaid_states_use_class_defs() -> None:
     text = render.mermaid(CmdFanFlow.graph, fan_states())
     for state in render.STATES:
-        assert f"classDef {state} " in text
+        if state != render.COMPENSATED:  # only when a step is
+            assert f"classDef {state} " in text
+    assert "compensated" not in text
     assert "class n0_CmdPrepare completed" in text
     assert "class n1_CmdBranchA active" in text
     assert "class n2_CmdBranchB waiting" in text
@@ -176,7 +179,8 @@ def test_ascii_lists_layers_in_topological_order_with_markers() -> None:
     assert "      --ready--> CmdBranchA, CmdBranchB  (fan-out)" in text
     assert "  [>] CmdBranchA" in text and "  [~] CmdBranchB" in text
     assert "  [ ] CmdMerge  (join of CmdBranchA, CmdBranchB)" in text
-    assert text.rstrip().endswith("legend: [x] completed  [>] active  [~] waiting  [ ] pending")
+    assert text.rstrip().endswith("legend: [x] completed  [>] active  [~] waiting  [!] failed  [-] cancelled  "
+                                  "[/] skipped  [ ] pending")
     assert "[x]" not in render.ascii(CmdFanFlow.graph)
 
 
@@ -286,3 +290,16 @@ def test_two_thousand_steps_render_in_every_format(temporary_workflows: list[typ
     assert render.dot(graph).count(" -> ") == 4000
     root = parse_xml(render.svg(graph, states))
     assert len([g for g in root.iter(f"{SVG_NS}g") if g.get("data-step")]) == 2001
+
+
+def test_compensated_steps_are_drawn_as_such() -> None:
+    """SPEC §10: a completed step whose compensation ran, from a row's JSON or a core instance."""
+    row = SimpleNamespace(workflow=CmdFanFlow.name, workflow_version=1, completed_steps=[CmdPrepare.registry_name()],
+                          active_steps=[], waiting_steps={},
+                          compensation={"done": [CmdPrepare.registry_name()], "pending": []})
+    states = render.step_states(row)
+    assert states[CmdPrepare] == render.COMPENSATED
+    assert "[<] CmdPrepare" in render.ascii(CmdFanFlow.graph, states)
+    assert "[<] compensated" in render.ascii(CmdFanFlow.graph, states)
+    assert "class n0_CmdPrepare compensated" in render.mermaid(CmdFanFlow.graph, states)
+    assert 'class="hx-node hx-compensated"' in render.svg(CmdFanFlow.graph, states)

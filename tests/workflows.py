@@ -348,6 +348,195 @@ class AtomicFlow(Workflow):
     transitions = {(RLedger, "written"): RPause, (RPause, "done"): Done}
 
 
-# ---- commands, rendering and telemetry (tests/test_commands.py, test_render.py, test_telemetry.py) ----
-# (the fault and scale-out tests' workflows live in tests/workflows_faults.py)
-from tests import workflows_commands, workflows_faults  # noqa: E402, F401 - registers them
+class RCounted(Step):
+    """Counts its executions as Ledger rows (committed at once: it is not atomic) and sleeps in its
+    first one, so that a worker can be killed in the middle of it."""
+
+    events = ("done",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        import os
+        import time
+
+        from tests.models import Ledger
+
+        Ledger.objects.create(instance_id=instance.id, note=f"execution pid={os.getpid()}")
+        runs = Ledger.objects.filter(instance_id=instance.id, note__startswith="execution").count()
+        if runs == 1:
+            time.sleep(float(context.initial.get("sleep", 60)))
+        return Ok("done", {"runs": runs})
+
+
+class RApplied(Step):
+    """Atomic: one Ledger row per applied run of the workflow's second step."""
+
+    events = ("done",)
+    atomic = True
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        from tests.models import Ledger
+
+        Ledger.objects.create(instance_id=instance.id, note="applied")
+        return Ok("done", {"after_runs": context.steps["r_counted"]["runs"]})
+
+
+class CountedFlow(Workflow):
+    name = "tests.CountedFlow"
+    unique = Unique(key="counted")
+    start_step = RCounted
+    transitions = {(RCounted, "done"): RApplied, (RApplied, "done"): Done}
+
+
+# ---- registered from their own modules: commands, rendering and telemetry (tests/test_commands.py,
+# test_render.py, test_telemetry.py); resume data, keys, child workflows and list routes (test_compose*.py);
+# the operator's view (tests/test_operator_view.py); faults and scale-out (tests/runtime/test_faults_pg.py ...)
+from tests import workflows_commands, workflows_compose, workflows_faults, workflows_operator  # noqa: E402, F401
+
+
+# ---- time and failure (SPEC §10: tests/test_time_*.py, tests/runtime/test_time_pg.py) -----------------
+class TRelease(Step):
+    """Compensates TReserve."""
+
+    events = ("released",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        _mark(context, "release")
+        return Ok("released", {"stock": "back", "compensates": config["compensates"]})
+
+
+class TRefund(Step):
+    """Compensates TCharge; sleeps on its first run when asked (a worker is killed meanwhile), fails
+    while ``refund_fails`` names a file that exists."""
+
+    events = ("refunded",)
+    retry = Retry(max_attempts=2, backoff="constant", base=0)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        import pathlib
+        import time
+
+        directory = context.initial.get("dir")
+        first = directory is None or not (pathlib.Path(directory) / "refund").exists()
+        _mark(context, "refund")
+        if first and context.initial.get("refund_sleep"):
+            time.sleep(float(context.initial["refund_sleep"]))
+        flag = context.initial.get("refund_fails")
+        if flag and pathlib.Path(flag).exists():
+            raise ConnectionError("bank unreachable")
+        return Ok("refunded", {"amount": context.steps["t_charge"]["amount"], "status": instance.status.value})
+
+
+class TReserve(Step):
+    events = ("reserved",)
+    compensate = TRelease
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("reserved", {"sku": "x"})
+
+
+class TCharge(Step):
+    events = ("charged",)
+    compensate = TRefund
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("charged", {"amount": 42})
+
+
+class TGate(WaitForEvent):
+    """Waits for ``go`` (config ``event_name``)."""
+
+
+class TShip(Step):
+    events = ("shipped",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        _mark(context, "ship")
+        if context.initial.get("fail"):
+            return Error("carrier refused the parcel")
+        return "shipped"
+
+
+class SagaFlow(Workflow):
+    """Reserve -> Charge -> (wait for ``go`` when asked) -> Ship -> Done; Reserve and Charge compensate."""
+
+    name = "tests.SagaFlow"
+    unique = Unique(key="saga")
+    start_step = TReserve
+    transitions = {
+        (TReserve, "reserved"): TCharge,
+        (TCharge, "charged"): (TGate, {"event_name": "go"}),
+        (TGate, "received"): TShip,
+        (TShip, "shipped"): Done,
+    }
+
+
+class DeadlineFlow(Workflow):
+    """Reserve, then wait for ``go``: it must be done within 60 seconds."""
+
+    name = "tests.DeadlineFlow"
+    unique = Unique(key="deadline")
+    deadline = 60
+    start_step = TReserve
+    transitions = {(TReserve, "reserved"): TGate, (TGate, "received"): Done}
+
+
+class MStart(Step):
+    events = ("started",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("started", {"v": instance.workflow_version})
+
+
+class MGate(WaitForEvent):
+    pass
+
+
+class MOtherGate(WaitForEvent):
+    pass
+
+
+class MEndV1(Step):
+    events = ("ended",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ended", {"by": "v1"})
+
+
+class MEndV2(Step):
+    events = ("ended",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ended", {"by": "v2"})
+
+
+class MigV1(Workflow):
+    name = "tests.MigV1"
+    unique = Unique(key="mig")
+    version = 1
+    start_step = MStart
+    transitions = {(MStart, "started"): MGate, (MGate, "received"): MEndV1, (MEndV1, "ended"): Done}
+
+
+class MigV2(Workflow):
+    name = "tests.MigV2"
+    unique = Unique(key="mig")
+    version = 2
+    start_step = MStart
+    transitions = {(MStart, "started"): MGate, (MGate, "received"): MEndV2, (MEndV2, "ended"): Done}
+
+
+class MigV3(Workflow):
+    name = "tests.MigV3"
+    unique = Unique(key="mig")
+    version = 3
+    start_step = MStart
+    transitions = {(MStart, "started"): MOtherGate, (MOtherGate, "received"): MEndV2, (MEndV2, "ended"): Done}
+
+
+class MigFlow(VersionedWorkflow):
+    """Versions 1 and 2 wait at MGate (then end differently); version 3 waits at MOtherGate."""
+
+    name = "tests.MigFlow"
+    unique = Unique(key="mig")
+    versions = {1: MigV1, 2: MigV2, 3: MigV3}
+    current = 1

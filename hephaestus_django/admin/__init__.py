@@ -15,9 +15,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from hephaestus_django.admin.instances import WorkflowInstanceAdmin
-from hephaestus_django.storage.models import RegisteredWorkflow, WorkflowInstance
+from hephaestus_django.admin.schedules import WorkflowScheduleAdmin
+from hephaestus_django.storage.models import RegisteredWorkflow, WorkflowInstance, WorkflowSchedule
 
-__all__ = ["RegisteredWorkflowAdmin", "WorkflowInstanceAdmin"]
+__all__ = ["RegisteredWorkflowAdmin", "WorkflowInstanceAdmin", "WorkflowScheduleAdmin"]
 
 
 class RegisteredWorkflowAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -53,3 +54,4 @@ class RegisteredWorkflowAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 admin.site.register(WorkflowInstance, WorkflowInstanceAdmin)
 admin.site.register(RegisteredWorkflow, RegisteredWorkflowAdmin)
+admin.site.register(WorkflowSchedule, WorkflowScheduleAdmin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib import admin
@@ -11,11 +12,48 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.core import registry
+from hephaestus_django.core.workflow import VersionedWorkflow
+
+_VERSION_SUFFIX = re.compile(r"^v\d+$")
 
 
 def short_name(name: str) -> str:
-    """``orders.workflows.OrderFlow`` -> ``OrderFlow`` (registry names are dotted paths)."""
-    return name.rsplit(".", 1)[-1] if name else name
+    """``orders.workflows.OrderFlow`` -> ``OrderFlow`` (registry names are dotted paths); a name
+    whose last part is a version (``orders.Onboarding.v2``) keeps the part before it too."""
+    if not name:
+        return name
+    parts = name.rsplit(".", 2)
+    if len(parts) > 1 and _VERSION_SUFFIX.match(parts[-1]):
+        return f"{parts[-2]} {parts[-1]}"
+    return parts[-1]
+
+
+def version_members() -> dict[str, tuple[str, int]]:
+    """Registry names of the workflows that are versions of a registered ``VersionedWorkflow``,
+    with that umbrella's name and the version number."""
+    members = {}
+    for workflow in registry.all_workflows():
+        if isinstance(workflow, type) and issubclass(workflow, VersionedWorkflow) and not workflow.abstract:
+            for number, version in workflow.versions.items():
+                members[version.name] = (workflow.name, number)
+    return members
+
+
+def listed_workflows() -> list[Any]:
+    """The workflows people start and look for: every registered one but the versions of a
+    versioned workflow (shown under it), by name."""
+    members = version_members()
+    return sorted((w for w in registry.all_workflows() if w.name not in members and not w.abstract),
+                  key=lambda w: w.name)
+
+
+def display_name(name: str, members: dict[str, tuple[str, int]] | None = None) -> str:
+    """A short label: the class name; for a version of a versioned workflow, ``Umbrella v2``."""
+    members = version_members() if members is None else members
+    if name in members:
+        umbrella, number = members[name]
+        return f"{short_name(umbrella)} v{number}"
+    return short_name(name)
 
 
 class WorkflowFilter(admin.SimpleListFilter):
@@ -25,11 +63,12 @@ class WorkflowFilter(admin.SimpleListFilter):
     parameter_name = "workflow"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        names = sorted(w.name for w in registry.all_workflows())
+        members = version_members()
+        names = [w.name for w in listed_workflows()]
         current = self.value()
         if current and current not in names:
             names.append(current)
-        shorts = [short_name(n) for n in names]
+        shorts = [display_name(n, members) for n in names]
         # Short names only where they are unambiguous.
         choices = [(n, s if shorts.count(s) == 1 else n) for n, s in zip(names, shorts, strict=True)]
         return sorted(choices, key=lambda choice: (choice[1].casefold(), choice[0]))
@@ -52,7 +91,7 @@ class VersionFilter(admin.SimpleListFilter):
             workflows = [registry.get_workflow(selected)]
         versions = sorted({v for w in workflows for v in w.all_versions()})
         current = self.value()
-        if current and current.isdigit() and int(current) not in versions:
+        if current and _version(current) is not None and int(current) not in versions:
             versions = sorted([*versions, int(current)])
         return [(str(v), f"v{v}") for v in versions]
 
@@ -60,6 +99,19 @@ class VersionFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not value.isdigit():
+        number = _version(value)
+        if number is None:
             raise IncorrectLookupParameters(f"version must be a positive integer, not {value!r}")
-        return queryset.filter(workflow_version=int(value))
+        return queryset.filter(workflow_version=number)
+
+
+#: The largest version a row can hold (a PositiveIntegerField on every database).
+MAX_VERSION = 2**31 - 1
+
+
+def _version(value: str) -> int | None:
+    """``value`` as a version a row could have, else ``None``."""
+    if not value.isascii() or not value.isdigit() or len(value) > 10:
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_VERSION else None

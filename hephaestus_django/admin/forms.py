@@ -1,21 +1,27 @@
-"""The resume form: for each instance, a choice among its waiting steps and their declared events.
+"""The resume form: for each instance, a choice among its waiting steps and their declared events,
+and optional JSON ``data`` for the resumed steps.
 
 Choices are computed from the instance's current state, so a tampered value (an undeclared event,
-a step that is not waiting) is not a valid choice and nothing is resumed.
+a step that is not waiting) is not a valid choice and nothing is resumed. Children steps (they
+wait for their child workflows, not for an event) are never offered.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from django import forms
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.admin.filters import short_name
+from hephaestus_django.core.children import is_children_step
 from hephaestus_django.core.engine import graph_of
 from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.core.steps import WaitForEvent
+from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import to_instance
 
@@ -23,6 +29,10 @@ from hephaestus_django.storage.orm import to_instance
 SEPARATOR = "|"
 
 Choices = list[tuple[str, list[tuple[str, str]]]]
+
+#: How a JSON value that is not an object is named in the error (booleans before numbers).
+_JSON_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (list, "an array"), (str, "a string"), (bool, "a boolean"), ((int, float), "a number"))
 
 
 def resume_choices(row: WorkflowInstance) -> Choices:
@@ -39,15 +49,14 @@ def resume_choices(row: WorkflowInstance) -> Choices:
         graph = graph_of(instance)
     except (HephaestusError, ValueError):
         return []
-    handled = set(graph.transitions) | set(graph.routes)
     groups: Choices = []
     for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+        if is_children_step(step):
+            continue
         config = instance.step_configs.get(step, {})
         options = []
         step_label = short_name(step.registry_name())
-        for event in step.events:
-            if (step, event) not in handled:
-                continue
+        for event in graph.handled_events(step):
             label = event
             if issubclass(step, WaitForEvent) and event == "received" and config.get("event_name"):
                 label = f"{event} ({config['event_name']})"
@@ -64,11 +73,17 @@ def parse_choice(value: str) -> tuple[str, str]:
 
 
 class ResumeForm(forms.Form):
-    """One ``resume_<pk>`` choice per resumable instance.
+    """One ``resume_<pk>`` choice per resumable instance, and ``data`` for every chosen step.
 
     With one instance the choice is required; with several, instances left blank stay waiting,
-    but at least one must be chosen.
+    but at least one must be chosen. ``data`` is a JSON object or empty (SPEC §9).
     """
+
+    data = forms.JSONField(
+        label=_("data"), required=False, encoder=DjangoJSONEncoder,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "class": "hx-json-input", "spellcheck": "false"}),
+        help_text=_('Optional: a JSON object merged into each resumed step\'s context entry, e.g. '
+                    '{"approved_by": "ann"}.'))
 
     def __init__(self, rows: Iterable[WorkflowInstance], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -93,13 +108,35 @@ class ResumeForm(forms.Form):
 
     @property
     def has_choices(self) -> bool:
-        return bool(self.fields)
+        return bool(self.rows)
+
+    @property
+    def data_field(self) -> forms.BoundField:
+        """The ``data`` field (``form.data`` is the submitted data itself)."""
+        return self["data"]
+
+    def clean_data(self) -> dict[str, Any] | None:
+        value = self.cleaned_data.get("data")
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            kind = next((name for types, name in _JSON_KINDS if isinstance(value, types)), type(value).__name__)
+            raise forms.ValidationError(_("Enter a JSON object ({...}), not %(kind)s.") % {"kind": kind})
+        problem = storable_problem(value, "data")
+        if problem is not None:
+            raise forms.ValidationError(problem)
+        return value
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if self.fields and not self.errors and not any(cleaned.get(name) for name in self.fields):
+        if self.rows and not self.errors and not any(cleaned.get(name) for name in self.rows):
             raise forms.ValidationError(_("Choose an event for at least one instance."))
         return cleaned
+
+    def resume_data(self) -> dict[str, Any] | None:
+        """The valid ``data`` (``None`` when left empty)."""
+        value: dict[str, Any] | None = self.cleaned_data.get("data")
+        return value
 
     def selections(self) -> dict[int, tuple[str, str]]:
         """``{row pk: (step name, event)}`` of the valid, chosen resumptions."""
@@ -113,3 +150,32 @@ class ResumeForm(forms.Form):
     def fields_with_rows(self) -> list[tuple[forms.BoundField, WorkflowInstance]]:
         """Bound fields with their instance, for the template."""
         return [(self[name], row) for name, row in self.rows.items()]
+
+
+class MigrateForm(forms.Form):
+    """The target version of a migration, and an optional step map (a JSON object)."""
+
+    version = forms.TypedChoiceField(label=_("target version"), coerce=int)
+    step_map = forms.CharField(
+        label=_("step map"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text=_('Optional JSON: {"old step registry name": "new step registry name"} for the steps the '
+                    "target version does not have."))
+
+    def __init__(self, workflow: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = workflow.definition(None).version
+        self.fields["version"].choices = [
+            (v, f"v{v}" + (f" ({_('current')})" if v == current else "")) for v in workflow.all_versions()]
+
+    def clean_step_map(self) -> dict[str, str] | None:
+        text = self.cleaned_data.get("step_map", "").strip()
+        if not text:
+            return None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(_("Not valid JSON: %(error)s") % {"error": exc.msg}) from None
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            raise forms.ValidationError(_("Give a JSON object of step registry names: {\"old\": \"new\"}."))
+        return value

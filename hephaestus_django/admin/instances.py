@@ -4,9 +4,14 @@
   come from the registry; a paginator that estimates counts on very large tables; no per-row
   queries (the JSON columns are not even loaded).
 - Instance page: read-only. Formatted JSON, the workflow graph with each step's state, the
-  execution history (one query, however long it is) and the error of a failed instance.
+  execution history (one query, however long it is), the error of a failed instance, and links
+  to its parent and its child workflows.
 - Actions (change permission): cancel, retry and resume, each with a confirmation page, all
   through :mod:`hephaestus_django.services`. The same operations are offered on the instance page.
+- Deletion (delete permission) of finished instances only: the delete view and the bulk action
+  refuse active ones (every status of the active set: pending, running, waiting...).
+- Filters and search never fail on input a database cannot take (a NUL character): such a
+  parameter is dropped with a message.
 - ``workflows/`` and ``workflows/<name>/``: the registered workflows with their graphs (linked from
   the app index, the changelist and each instance page).
 """
@@ -15,30 +20,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils import formats, timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.timesince import timesince
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.admin import operations, views
-from hephaestus_django.admin.dates import date_hierarchy
+from hephaestus_django.admin.dates import date_hierarchy, from_nanoseconds, moment, stacked_moment
 from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short_name
 from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
 from hephaestus_django.admin.pagination import EstimatedCountPaginator
+from hephaestus_django.core import clock, registry
 from hephaestus_django.core.status import Status
-from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance
+from hephaestus_django.core.values import storable_problem
+from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance
 
-#: History entries shown on an instance page (the latest ones when there are more).
-HISTORY_LIMIT = 1000
+#: History entries per page of an instance's history (the latest ones first; ``?history_page=2``...).
+HISTORY_LIMIT = 200
+#: Child workflows listed on an instance page (the changelist, filtered, shows them all).
+CHILDREN_LIMIT = 100
 #: Columns the changelist never shows: not loading them keeps a page of rows small.
 HEAVY_COLUMNS = ("context", "step_configs", "active_steps", "completed_steps", "waiting_steps",
                  "pending_joins", "runtime_metadata", "telemetry_metadata", "error")
+
+
+def _versions(name: str) -> list[int]:
+    """The versions of a registered workflow (none when it is not registered)."""
+    return registry.get_workflow(name).all_versions() if registry.is_registered(name) else []
 
 
 def _step_list(names: Any) -> str:
@@ -47,23 +63,13 @@ def _step_list(names: Any) -> str:
     return format_html_join(", ", '<span title="{}">{}</span>', ((n, short_name(n)) for n in names))
 
 
-def _when(value: Any) -> str:
-    """A stored timestamp (ISO text in JSON columns) in the current time zone."""
-    moment = parse_datetime(value) if isinstance(value, str) else value
-    if moment is None:
-        return str(value)
-    if timezone.is_aware(moment):
-        moment = timezone.localtime(moment)
-    return str(formats.date_format(moment, "DATETIME_FORMAT"))
+def is_active(row: Any) -> bool:
+    """Whether the row's status is one of the active set (which holds its business key)."""
+    return row.status in ACTIVE
 
 
-def _compact(value: Any) -> str:
-    """``2024-01-31 17:05:09`` in the current time zone: narrow columns, sortable at a glance."""
-    if value is None:
-        return "—"
-    local = timezone.localtime(value) if timezone.is_aware(value) else value
-    return format_html('<span class="nowrap" title="{}">{}</span>', value.isoformat(),
-                       formats.date_format(local, "Y-m-d H:i:s"))
+def _active_names() -> str:
+    return ", ".join(ACTIVE)
 
 
 class WorkflowInstanceAdmin(admin.ModelAdmin):
@@ -80,22 +86,24 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    actions = ("cancel_instances", "retry_instances", "resume_instances")
+    actions = ("cancel_instances", "retry_instances", "resume_instances", "pause_instances", "unpause_instances",
+               "migrate_instances")
     readonly_fields = (
-        "instance_id", "workflow_link", "version", "status_badge", "current_step_name",
+        "instance_id", "workflow_link", "version", "status_badge", "current_step_name", "parent_link",
         "active_steps_display", "waiting_steps_display", "completed_steps_display", "pending_joins_display",
         "context_json", "step_configs_json", "runtime_metadata_json", "telemetry_metadata_json",
-        "telemetry_start_time", "history_length", "created_at", "updated_at", "started_at", "finished_at",
+        "telemetry_started", "history_length", "created_on", "updated_on", "started", "finished",
     )
     fieldsets = (
-        (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name")}),
+        (None, {"fields": ("instance_id", "workflow_link", "version", "status_badge", "current_step_name",
+                           "parent_link")}),
         (_("Steps"), {"fields": ("active_steps_display", "waiting_steps_display", "completed_steps_display",
                                  "pending_joins_display")}),
         (_("Context"), {"fields": ("context_json",)}),
         (_("Step configs"), {"fields": ("step_configs_json",)}),
         (_("Metadata"), {"fields": ("runtime_metadata_json", "telemetry_metadata_json",
-                                    "telemetry_start_time")}),
-        (_("Dates"), {"fields": ("created_at", "updated_at", "started_at", "finished_at", "history_length")}),
+                                    "telemetry_started")}),
+        (_("Dates"), {"fields": ("created_on", "updated_on", "started", "finished", "history_length")}),
     )
 
     class Media:
@@ -110,6 +118,44 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         if obj is not None:
             return False
         return super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Only finished instances can be deleted: an active one is cancelled first."""
+        if obj is not None and is_active(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    # ---- deletion: finished instances only ------------------------------------------------------------
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        """The engine's actions first; Django's bulk delete last, for finished instances only.
+
+        (``action_location``: Django 6.1 offers actions on the change form too.)"""
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
+        if "delete_selected" in actions:
+            del actions["delete_selected"]
+            actions["delete_selected"] = (delete_finished, "delete_selected",
+                                          gettext("Delete selected finished instances…"))
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str,
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        obj = self.get_object(request, object_id)
+        if obj is not None and is_active(obj) and super().has_delete_permission(request, obj):
+            messages.error(request, gettext(
+                "%(id)s is %(status)s: an active instance cannot be deleted. Cancel it first; once it is "
+                "finished it can be deleted or pruned.") % {"id": obj.instance_id, "status": obj.status})
+            return HttpResponseRedirect(self._url("change", obj.pk))
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        # one statement that re-checks the status: an instance retried meanwhile is not deleted
+        WorkflowInstance.objects.filter(pk=obj.pk).exclude(status__in=ACTIVE).delete()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        queryset.exclude(status__in=ACTIVE).delete()
 
     # ---- changelist ------------------------------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
@@ -132,6 +178,16 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        unusable = sorted({name for name, values in request.GET.lists()
+                           if storable_problem(name) or any(storable_problem(v) for v in values)})
+        if unusable:  # a database could not compare them: drop them rather than fail
+            messages.warning(request, ngettext(
+                "The filter or search %(names)s was ignored: it holds a character (NUL) no instance can have.",
+                "The filters or searches %(names)s were ignored: they hold a character (NUL) no instance can have.",
+                len(unusable)) % {"names": ", ".join(repr(n) for n in unusable)})
+            kept = [(name, value) for name, values in request.GET.lists() if name not in unusable
+                    for value in values]
+            return HttpResponseRedirect(f"{request.path}?{urlencode(kept)}" if kept else request.path)
         extra_context = {**(extra_context or {}), "workflows_url": self._url("workflows")}
         response = super().changelist_view(request, extra_context)
         if isinstance(response, TemplateResponse) and response.context_data and "cl" in response.context_data:
@@ -140,11 +196,37 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("created"), ordering="created_at")
     def created(self, obj: WorkflowInstance) -> str:
-        return _compact(obj.created_at)
+        return stacked_moment(obj.created_at)
 
     @admin.display(description=_("updated"), ordering="updated_at")
     def updated(self, obj: WorkflowInstance) -> str:
-        return _compact(obj.updated_at)
+        return stacked_moment(obj.updated_at)
+
+    @admin.display(description=_("created"))
+    def created_on(self, obj: WorkflowInstance) -> str:
+        return moment(obj.created_at)
+
+    @admin.display(description=_("updated"))
+    def updated_on(self, obj: WorkflowInstance) -> str:
+        return moment(obj.updated_at)
+
+    @admin.display(description=_("started"))
+    def started(self, obj: WorkflowInstance) -> str:
+        return moment(obj.started_at)
+
+    @admin.display(description=_("finished"))
+    def finished(self, obj: WorkflowInstance) -> str:
+        return moment(obj.finished_at)
+
+    @admin.display(description=_("telemetry start time"))
+    def telemetry_started(self, obj: WorkflowInstance) -> str:
+        """A date, not the raw nanosecond count (which stays in the title)."""
+        value = obj.telemetry_start_time
+        when = from_nanoseconds(value)
+        if when is None:
+            return "—" if value is None else str(value)
+        return format_html('<span title="{}">{}</span>', _("%(ns)s ns since the epoch") % {"ns": value},
+                           moment(when))
 
     @admin.display(description=_("workflow"), ordering="workflow")
     def workflow_name(self, obj: WorkflowInstance) -> str:
@@ -178,10 +260,33 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def resume_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return views.resume_action(self, request, queryset)
 
+    @admin.action(permissions=["change"], description=_("Pause selected instances…"))
+    def pause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.PAUSE)
+
+    @admin.action(permissions=["change"], description=_("Unpause selected instances…"))
+    def unpause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.confirm_action(self, request, queryset, operations.UNPAUSE)
+
+    @admin.action(permissions=["change"], description=_("Migrate selected instances to another version…"))
+    def migrate_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return views.migrate_action(self, request, queryset)
+
     # ---- instance page -----------------------------------------------------------------------------------
     @admin.display(description=_("workflow"))
     def workflow_link(self, obj: WorkflowInstance) -> str:
         return format_html('<a href="{}">{}</a>', self._url("workflow", obj.workflow), obj.workflow)
+
+    @admin.display(description=_("parent"))
+    def parent_link(self, obj: WorkflowInstance) -> str:
+        if obj.parent_id is not None:
+            step = short_name(obj.parent_step)
+            return format_html('<a href="{}">{}</a> <span class="hx-muted">({})</span>',
+                               self._url("change", obj.parent_id), obj.parent_instance_id,
+                               _("started by its step %(step)s") % {"step": step})
+        if obj.parent_instance_id:
+            return format_html('{} <span class="hx-muted">({})</span>', obj.parent_instance_id, _("deleted"))
+        return "—"
 
     @admin.display(description=_("active steps"))
     def active_steps_display(self, obj: WorkflowInstance) -> str:
@@ -191,8 +296,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def waiting_steps_display(self, obj: WorkflowInstance) -> str:
         if not obj.waiting_steps:
             return "—"
-        return format_html_join(", ", '<span title="{}">{}</span> <span class="hx-muted">({})</span>',
-                                ((n, short_name(n), _("since %s") % _when(since))
+        return format_html_join(", ", '<span title="{}">{}</span> <span class="hx-muted">({} {})</span>',
+                                ((n, short_name(n), _("since"), moment(since))
                                  for n, since in obj.waiting_steps.items()))
 
     @admin.display(description=_("completed steps"))
@@ -231,33 +336,65 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def _instance_context(self, request: HttpRequest, obj: WorkflowInstance) -> dict[str, Any]:
         """Graph, history (one query), timers (one query) and the operations offered."""
-        history = HistoryEntry.objects.filter(instance_id=obj.pk).order_by("seq")
-        hidden = max(0, obj.history_length - HISTORY_LIMIT)
-        if hidden:
-            history = history.filter(seq__gt=hidden)
+        # pages of the history by position (seq), newest page first: an index range, however long
+        pages = max(1, -(-obj.history_length // HISTORY_LIMIT))
+        raw_page = request.GET.get("history_page", "1")
+        page = min(int(raw_page), pages) if raw_page.isascii() and raw_page.isdigit() and len(raw_page) < 10 else 1
+        page = max(page, 1)
+        last = obj.history_length - (page - 1) * HISTORY_LIMIT
+        hidden = max(0, last - HISTORY_LIMIT)
+        history = HistoryEntry.objects.filter(instance_id=obj.pk, seq__gt=hidden, seq__lte=last).order_by("seq")
         can_change = self.has_change_permission(request)
-        operable = obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING, Status.FAILED)
+        operable = obj.status != Status.COMPLETED and obj.status != Status.CANCELLED
         if can_change and operable and operations.superseded([obj]):
             can_change = False
         offered = {
             "resume": can_change and bool(resume_choices(obj)),
-            "cancel": can_change and obj.status in (Status.PENDING, Status.RUNNING, Status.WAITING),
-            "retry": can_change and obj.status == Status.FAILED,
+            **{verb: can_change and operations.applicable(verb, obj) for verb in operations.CONFIRMED},
+            operations.MIGRATE: can_change and operations.applicable(operations.MIGRATE, obj)
+            and len(_versions(obj.workflow)) > 1,
         }
         entries = list(history)
         for entry in entries:  # what the template shows, computed once here
             entry.short_step = short_name(entry.step)
             entry.pretty_updates = views.pretty_json(entry.context_updates) if entry.context_updates else ""
+            entry.when = moment(entry.timestamp)
+            entry.delay_text = f"{round(entry.delay, 3):g}" if entry.delay is not None else ""
+        now = clock.now()  # the clock that decides when timers fire
+        timers = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
+        for timer in timers:
+            timer.when = moment(timer.due_at)
+            timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
+            timer.short_step = short_name(timer.step)
+        failure = next((e for e in reversed(entries) if e.kind == "failed"), None)
+        children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
+                        .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
+                        [: CHILDREN_LIMIT + 1])
+        for child in children:
+            child.change_url = self._url("change", child.pk)
+            child.short_parent_step = short_name(child.parent_step)
         return {
-            "hx_picture": instance_picture(obj),
+            "hx_children": children[:CHILDREN_LIMIT],
+            "hx_children_more": len(children) > CHILDREN_LIMIT,
+            "hx_children_url": f"{self._url('changelist')}?parent__id__exact={obj.pk}",
+            "hx_picture": instance_picture(obj, entries),
             "hx_history": entries,
             "hx_history_hidden": hidden,
-            "hx_timers": list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk")),
+            "hx_history_newer": obj.history_length - last,
+            "hx_history_pages": {"older": f"?history_page={page + 1}" if page < pages else "",
+                                 "newer": f"?history_page={page - 1}" if page > 1 else "", "page": page,
+                                 "count": pages},
+            "hx_timers": timers,
             "hx_failed": obj.status == Status.FAILED,
+            "hx_failure": failure,
             "hx_offered": offered,
             "hx_urls": {verb: self._url(verb, obj.pk) for verb in offered},
             "workflow_url": self._url("workflow", obj.workflow),
         }
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+        context.setdefault("workflows_url", self._url("workflows"))
+        return super().render_delete_form(request, context)
 
     def get_deleted_objects(self, objs: Any,
                             request: HttpRequest) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
@@ -299,10 +436,25 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             path("workflows/", wrap(workflows), name=f"{info}_workflows"),
             path("workflows/<path:name>/", wrap(workflow), name=f"{info}_workflow"),
             *(path(f"<path:object_id>/{verb}/", operation(verb), name=f"{info}_{verb}")
-              for verb in (operations.CANCEL, operations.RETRY, operations.RESUME)),
+              for verb in (*operations.CONFIRMED, operations.RESUME, operations.MIGRATE)),
             *super().get_urls(),
         ]
 
     def _url(self, name: str, *args: Any) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args,
                        current_app=self.admin_site.name)
+
+
+def delete_finished(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
+                    queryset: QuerySet[Any]) -> HttpResponse | None:
+    """Django's bulk delete, refused when the selection holds an active instance."""
+    active = list(queryset.filter(status__in=ACTIVE).order_by("-created_at", "-pk")
+                  .values_list("instance_id", flat=True)[:operations.MAX_ERROR_MESSAGES + 1])
+    if active:
+        shown = ", ".join(active[: operations.MAX_ERROR_MESSAGES]) + ("…" if len(active) > operations.MAX_ERROR_MESSAGES
+                                                                      else "")
+        messages.error(request, gettext(
+            "Nothing was deleted: active instances (%(statuses)s) cannot be deleted; cancel them first or select "
+            "finished ones only. Active: %(ids)s.") % {"statuses": _active_names(), "ids": shown})
+        return None
+    return delete_selected(model_admin, request, queryset)  # type: ignore[no-any-return]

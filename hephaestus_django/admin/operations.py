@@ -1,4 +1,5 @@
-"""Cancel, retry and resume instances from the admin, through :mod:`hephaestus_django.services`.
+"""Cancel, retry, resume, pause, unpause and migrate instances from the admin, through
+:mod:`hephaestus_django.services`.
 
 Every change goes through the services; the admin never writes instance fields. Each instance
 is handled on its own: one that cannot be changed (``NotCancellable``, ``NotWaiting``...) is
@@ -34,6 +35,20 @@ MAX_ERROR_MESSAGES = 10
 CANCEL = "cancel"
 RETRY = "retry"
 RESUME = "resume"
+PAUSE = "pause"
+UNPAUSE = "unpause"
+MIGRATE = "migrate"
+#: Operations that need no input beyond a confirmation.
+CONFIRMED = (CANCEL, RETRY, PAUSE, UNPAUSE)
+#: The statuses each operation applies to.
+APPLIES_TO = {
+    CANCEL: (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED),
+    RETRY: (Status.FAILED,),
+    PAUSE: (Status.RUNNING, Status.WAITING),
+    UNPAUSE: (Status.PAUSED,),
+    MIGRATE: (Status.RUNNING, Status.WAITING, Status.PAUSED),
+    RESUME: (Status.RUNNING, Status.WAITING, Status.PAUSED),
+}
 
 
 def superseded(rows: Sequence[WorkflowInstance]) -> set[int]:
@@ -52,28 +67,43 @@ def superseded(rows: Sequence[WorkflowInstance]) -> set[int]:
     return {row.pk for row in rows if newest.get((row.instance_id, row.workflow), row.pk) != row.pk}
 
 
-def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None) -> Instance:
+def _call(verb: str, row: WorkflowInstance, selection: tuple[str, str] | None, options: dict[str, Any],
+          data: dict[str, Any] | None = None) -> Instance:
     if verb == CANCEL:
-        return services.cancel(row.instance_id, workflow=row.workflow)
+        return services.cancel(row.instance_id, workflow=row.workflow, compensate=bool(options.get("compensate")))
     if verb == RETRY:
         return services.retry(row.instance_id, workflow=row.workflow)
+    if verb == PAUSE:
+        return services.pause(row.instance_id, workflow=row.workflow)
+    if verb == UNPAUSE:
+        return services.unpause(row.instance_id, workflow=row.workflow)
+    if verb == MIGRATE:
+        return services.migrate(row.instance_id, workflow=row.workflow, to_version=options["to_version"],
+                                step_map=options.get("step_map"))
     if selection is None:
         raise ValueError("resume needs a (step, event) selection")
     step, event = selection
-    return services.resume(row.instance_id, event, step=step, workflow=row.workflow)
+    return services.resume(row.instance_id, event, step=step, data=data, workflow=row.workflow)
 
 
 _DONE: dict[str, Callable[[int], str]] = {
     CANCEL: lambda n: ngettext("Cancelled %(count)d instance.", "Cancelled %(count)d instances.", n),
     RETRY: lambda n: ngettext("Retried %(count)d instance.", "Retried %(count)d instances.", n),
     RESUME: lambda n: ngettext("Resumed %(count)d instance.", "Resumed %(count)d instances.", n),
+    PAUSE: lambda n: ngettext("Paused %(count)d instance.", "Paused %(count)d instances.", n),
+    UNPAUSE: lambda n: ngettext("Unpaused %(count)d instance.", "Unpaused %(count)d instances.", n),
+    MIGRATE: lambda n: ngettext("Migrated %(count)d instance.", "Migrated %(count)d instances.", n),
 }
 
 
 def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
           selections: dict[int, tuple[str, str]] | None = None, *,
-          log: Callable[[WorkflowInstance, str], None] | None = None) -> int:
-    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``) and report with messages.
+          log: Callable[[WorkflowInstance, str], None] | None = None, options: dict[str, Any] | None = None,
+          data: dict[str, Any] | None = None) -> int:
+    """Run ``verb`` on each row (for ``resume``, the rows in ``selections``, with ``data``) and report
+    with messages.
+
+    ``options``: ``compensate`` for cancel; ``to_version`` and ``step_map`` for migrate.
 
     ``log(row, detail)`` records each change (the admin's ``LogEntry``). Returns how many
     instances were changed.
@@ -91,7 +121,7 @@ def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
             continue
         selection = selections.get(row.pk) if selections else None
         try:
-            result = _call(verb, row, selection)
+            result = _call(verb, row, selection, options or {}, data)
         except HephaestusError as exc:
             errors.append(f"{row.instance_id}: {exc}")
             continue
@@ -101,7 +131,12 @@ def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
             continue
         done += 1
         if log is not None:
-            log(row, f" ({selection[0]}: {selection[1]})" if selection else "")
+            detail = f" ({selection[0]}: {selection[1]})" if selection else ""
+            if verb == MIGRATE:
+                detail = f" (to version {(options or {}).get('to_version')})"
+            elif verb == CANCEL and (options or {}).get("compensate"):
+                detail = " (with compensation)"
+            log(row, detail)
         if verb != CANCEL and result.status == Status.FAILED:
             warnings.append(_("%(id)s failed: %(error)s") % {"id": row.instance_id, "error": result.error})
     if done:
@@ -118,7 +153,5 @@ def apply(request: HttpRequest, verb: str, rows: Sequence[WorkflowInstance],
 
 
 def applicable(verb: str, row: Any) -> bool:
-    """Whether cancel or retry can apply to the row's status (for the confirmation pages)."""
-    if verb == CANCEL:
-        return row.status in (Status.PENDING, Status.RUNNING, Status.WAITING)
-    return verb == RETRY and row.status == Status.FAILED
+    """Whether ``verb`` can apply to the row's status (for the confirmation pages)."""
+    return row.status in APPLIES_TO.get(verb, ())

@@ -18,11 +18,13 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from hephaestus_django import services
 from hephaestus_django.admin import operations
-from hephaestus_django.admin.filters import short_name
-from hephaestus_django.admin.forms import ResumeForm
+from hephaestus_django.admin.filters import display_name, listed_workflows, short_name
+from hephaestus_django.admin.forms import MigrateForm, ResumeForm
 from hephaestus_django.admin.graphs import draw
 from hephaestus_django.core import registry, render
+from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.storage.models import WorkflowInstance
 
 if TYPE_CHECKING:
@@ -39,6 +41,15 @@ def _question(verb: str, count: int) -> str:
                         "step runs.",
                         "Cancel these %(count)d instances? Their waiting steps and timers are dropped and no "
                         "further step runs.", count)
+    elif verb == operations.PAUSE:
+        text = ngettext("Pause this instance? No step starts and no timer fires until it is unpaused (a step "
+                        "already executing finishes).",
+                        "Pause these %(count)d instances? No step starts and no timer fires until they are "
+                        "unpaused (steps already executing finish).", count)
+    elif verb == operations.UNPAUSE:
+        text = ngettext("Unpause this instance? Its runnable steps start and the timers that fell due fire.",
+                        "Unpause these %(count)d instances? Their runnable steps start and the timers that fell "
+                        "due fire.", count)
     else:
         text = ngettext("Retry this failed instance? Its failed step runs again.",
                         "Retry these %(count)d failed instances? Their failed steps run again.", count)
@@ -49,6 +60,9 @@ TITLES = {
     operations.CANCEL: (gettext_lazy("Cancel instances"), gettext_lazy("Yes, cancel")),
     operations.RETRY: (gettext_lazy("Retry failed instances"), gettext_lazy("Yes, retry")),
     operations.RESUME: (gettext_lazy("Resume waiting instances"), gettext_lazy("Resume")),
+    operations.PAUSE: (gettext_lazy("Pause instances"), gettext_lazy("Yes, pause")),
+    operations.UNPAUSE: (gettext_lazy("Unpause instances"), gettext_lazy("Yes, unpause")),
+    operations.MIGRATE: (gettext_lazy("Migrate instances to another version"), gettext_lazy("Yes, migrate")),
 }
 
 
@@ -90,7 +104,8 @@ def _action_fields(request: HttpRequest) -> dict[str, Any]:
 
 
 def _log(model_admin: WorkflowInstanceAdmin, request: HttpRequest, verb: str) -> Any:
-    label = {operations.CANCEL: "Cancelled", operations.RETRY: "Retried", operations.RESUME: "Resumed"}[verb]
+    label = {operations.CANCEL: "Cancelled", operations.RETRY: "Retried", operations.RESUME: "Resumed",
+             operations.PAUSE: "Paused", operations.UNPAUSE: "Unpaused", operations.MIGRATE: "Migrated"}[verb]
 
     def log(row: WorkflowInstance, detail: str) -> None:
         model_admin.log_change(request, row, f"{label} through the admin{detail}.")
@@ -98,15 +113,22 @@ def _log(model_admin: WorkflowInstanceAdmin, request: HttpRequest, verb: str) ->
     return log
 
 
+def _refusal(form: ResumeForm) -> str:
+    if "data" in form.errors:
+        return _("Nothing was resumed: the data must be a JSON object (see below).")
+    return _("Nothing was resumed: choose one of the offered events.")
+
+
 # ---- changelist actions ------------------------------------------------------------------------------
 def confirm_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet[Any],
                    verb: str) -> HttpResponse | None:
-    """Cancel or retry the selected instances after a confirmation page."""
+    """Cancel, retry, pause or unpause the selected instances after a confirmation page."""
     rows = _rows(request, queryset)
     if rows is None:
         return None
     if request.POST.get("post") == "yes":
-        operations.apply(request, verb, rows, log=_log(model_admin, request, verb))
+        operations.apply(request, verb, rows, log=_log(model_admin, request, verb),
+                         options={"compensate": request.POST.get("compensate") == "on"})
         return None
     title, button = TITLES[verb]
     usable = sum(operations.applicable(verb, row) for row in rows)
@@ -131,9 +153,9 @@ def resume_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
     if posted:
         if form.is_valid():
             operations.apply(request, operations.RESUME, rows, form.selections(),
-                             log=_log(model_admin, request, operations.RESUME))
+                             log=_log(model_admin, request, operations.RESUME), data=form.resume_data())
             return None
-        messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+        messages.error(request, _refusal(form))
     title, button = TITLES[operations.RESUME]
     return TemplateResponse(request, f"{TEMPLATES}/resume.html", _context(
         model_admin, request, title, form=form, button=button, in_changelist=True,
@@ -143,7 +165,8 @@ def resume_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
 # ---- one instance ------------------------------------------------------------------------------------
 def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, object_id: str,
                      verb: str) -> HttpResponse:
-    """``<pk>/cancel/``, ``<pk>/retry/`` and ``<pk>/resume/``: the same operations for one instance."""
+    """``<pk>/cancel/``, ``<pk>/retry/``, ``<pk>/resume/``, ``<pk>/pause/``, ``<pk>/unpause/`` and
+    ``<pk>/migrate/``: the same operations for one instance."""
     if not model_admin.has_change_permission(request):
         raise PermissionDenied
     row = model_admin.get_object(request, object_id)
@@ -163,18 +186,66 @@ def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, o
         if posted:
             if form.is_valid():
                 operations.apply(request, verb, [row], form.selections(),
-                                 log=_log(model_admin, request, verb))
+                                 log=_log(model_admin, request, verb), data=form.resume_data())
                 return HttpResponseRedirect(change_url)
-            messages.error(request, _("Nothing was resumed: choose one of the offered events."))
+            messages.error(request, _refusal(form))
         return TemplateResponse(request, f"{TEMPLATES}/resume.html",
                                 _context(model_admin, request, title, form=form, **common))
+    if verb == operations.MIGRATE:
+        return migrate_action(model_admin, request, None, rows=[row], **common)
     if posted:
-        operations.apply(request, verb, [row], log=_log(model_admin, request, verb))
+        operations.apply(request, verb, [row], log=_log(model_admin, request, verb),
+                         options={"compensate": request.POST.get("compensate") == "on"})
         return HttpResponseRedirect(change_url)
     usable = int(operations.applicable(verb, row))
     return TemplateResponse(request, f"{TEMPLATES}/action_confirmation.html", _context(
         model_admin, request, title, verb=verb, rows=[row], more=0, question=_question(verb, 1),
         unusable=1 - usable, **common))
+
+
+def migrate_action(model_admin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet[Any] | None, *,
+                   rows: list[WorkflowInstance] | None = None, **common: Any) -> HttpResponse | None:
+    """Migrate the selected instances of one workflow: choose the version (and a step map), see
+    what each instance would become, confirm."""
+    in_changelist = rows is None
+    if rows is None and queryset is not None:
+        rows = _rows(request, queryset)
+    if rows is None:
+        return None
+    names = {row.workflow for row in rows}
+    back = common.get("back_url", request.get_full_path())
+    if len(names) != 1 or not registry.is_registered(next(iter(names))):
+        messages.error(request, _("Select instances of one registered workflow to migrate them."))
+        return HttpResponseRedirect(back) if not in_changelist else None
+    workflow = registry.get_workflow(next(iter(names)))
+    stage = request.POST.get("hx_stage", "")
+    form = MigrateForm(workflow, data=request.POST if stage else None)
+    plans: list[dict[str, Any]] = []
+    if stage and form.is_valid():
+        to_version, step_map = form.cleaned_data["version"], form.cleaned_data["step_map"]
+        if stage == "confirm" and request.POST.get("post") == "yes":
+            operations.apply(request, operations.MIGRATE, rows, log=_log(model_admin, request, operations.MIGRATE),
+                             options={"to_version": to_version, "step_map": step_map})
+            return None if in_changelist else HttpResponseRedirect(back)
+        plans = [_migration_plan(row, to_version, step_map) for row in rows[:LISTED]]
+    title, button = TITLES[operations.MIGRATE]
+    return TemplateResponse(request, f"{TEMPLATES}/migrate.html", _context(
+        model_admin, request, title, form=form, plans=plans, rows=rows[:LISTED], more=max(0, len(rows) - LISTED),
+        movable=sum(1 for plan in plans if not plan["error"]), workflow=workflow, button=button,
+        in_changelist=in_changelist, back_url=back,
+        **{k: v for k, v in common.items() if k not in ("back_url", "button", "in_changelist")},
+        **(_action_fields(request) if in_changelist else {})))
+
+
+def _migration_plan(row: WorkflowInstance, to_version: int, step_map: dict[str, str] | None) -> dict[str, Any]:
+    """One line of the migrate confirmation: the instance, the version it would have, its steps."""
+    try:
+        mapping = services.plan_migration(row, to_version=to_version, step_map=step_map)
+    except HephaestusError as exc:
+        return {"row": row, "error": str(exc), "moves": []}
+    moves = [(short_name(old), short_name(new)) for old, new in mapping.items() if old != new]
+    kept = [short_name(old) for old, new in mapping.items() if old == new]
+    return {"row": row, "error": "", "moves": moves, "kept": kept, "version": to_version}
 
 
 # ---- registered workflows --------------------------------------------------------------------------------
@@ -199,7 +270,7 @@ def _workflow_entry(model_admin: WorkflowInstanceAdmin, workflow: Any, *,
             "mermaid": render.mermaid(graph) if all_versions else "",
         })
     return {
-        "name": workflow.name, "short": short_name(workflow.name), "current": current,
+        "name": workflow.name, "short": display_name(workflow.name), "current": current,
         "all_versions": workflow.all_versions(), "unique": workflow.unique, "tags": list(workflow.tags),
         "metadata": pretty_json(workflow.metadata) if workflow.metadata else "", "versions": versions,
         "instances_url": f"{changelist}?{urlencode({'workflow': workflow.name})}",
@@ -211,8 +282,7 @@ def workflows(model_admin: WorkflowInstanceAdmin, request: HttpRequest) -> HttpR
     """Every registered workflow: name, versions, uniqueness, tags, metadata and its current graph."""
     if not model_admin.has_view_permission(request):
         raise PermissionDenied
-    entries = [_workflow_entry(model_admin, wf, all_versions=False)
-               for wf in sorted(registry.all_workflows(), key=lambda w: w.name)]
+    entries = [_workflow_entry(model_admin, wf, all_versions=False) for wf in listed_workflows()]
     title = _("Registered workflows")
     subtitle = ngettext("%(count)d workflow", "%(count)d workflows", len(entries)) % {"count": len(entries)}
     return TemplateResponse(request, "admin/hephaestus_django/workflows.html", _context(

@@ -9,10 +9,11 @@ are unique and the query can use the ``(field, ...)`` indexes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core import signing
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ValidationError
@@ -21,7 +22,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from hephaestus_django.core.values import storable_problem
+
 _SALT = "hephaestus_django.api.cursor"
+_BIGINT = 2**63
 
 Key = tuple[str, bool]  # (model field, descending)
 
@@ -35,6 +39,8 @@ class KeysetPagination(BasePagination):
     max_page_size = 500
     #: Fallback ordering when the queryset has none (a ``-`` prefix means descending).
     ordering = "-created_at"
+    #: Whether the ordering field alone tells rows apart (no primary key needed as a tie-breaker).
+    unique_ordering = False
 
     def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
         self.request = request
@@ -46,7 +52,15 @@ class KeysetPagination(BasePagination):
         if cursor is not None:
             queryset = queryset.filter(self._beyond(cursor["p"], forward=not reverse))
         order = [f"-{f}" if desc != reverse else f for f, desc in self.keys]
-        rows = list(queryset.order_by(*order)[: size + 1])
+        ordered = queryset.order_by(*order)
+        window = self.window(cursor, reverse, size, view)
+        if window is None:
+            rows = list(ordered[: size + 1])
+        else:
+            bounds, reaches_end = window
+            rows = list(ordered.filter(bounds)[: size + 1])
+            if len(rows) <= size and not reaches_end:  # the window missed rows: read without it
+                rows = list(ordered[: size + 1])
         more = len(rows) > size
         rows = rows[:size]
         if reverse:
@@ -56,6 +70,12 @@ class KeysetPagination(BasePagination):
             self.has_previous, self.has_next = cursor is not None, more
         self.page = rows
         return rows
+
+    def window(self, cursor: dict[str, Any] | None, reverse: bool, size: int,
+               view: Any) -> tuple[Q, bool] | None:
+        """An extra bound that holds the page's rows and the one after it (``None``: none), and
+        whether it reaches the end of the rows in its direction."""
+        return None
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
@@ -74,8 +94,8 @@ class KeysetPagination(BasePagination):
         ordering = list(queryset.query.order_by) or [getattr(view, "ordering", None) or self.ordering]
         first = str(ordering[0])
         field, descending = first.lstrip("-"), first.startswith("-")
-        if field in ("pk", queryset.model._meta.pk.name):
-            return [("pk", descending)]
+        if field in ("pk", queryset.model._meta.pk.name) or self.unique_ordering:
+            return [("pk" if field == queryset.model._meta.pk.name else field, descending)]
         return [(field, descending), ("pk", descending)]
 
     # ---- cursors -------------------------------------------------------------------------------
@@ -104,18 +124,43 @@ class KeysetPagination(BasePagination):
         return replace_query_param(self.base_url, self.cursor_query_param, token)
 
     def decode_cursor(self, request: Request, model: type[Model]) -> dict[str, Any] | None:
+        """The cursor's position, each value checked against its field; a 400 for anything else
+        (a token not signed here, another ordering's, or a signed token that holds garbage)."""
         token = request.query_params.get(self.cursor_query_param)
         if token is None:
             return None
         try:
             data = signing.loads(token, salt=_SALT)
-        except signing.BadSignature:
+        except (signing.BadSignature, ValueError, RecursionError):
             data = None
         if not isinstance(data, dict) or data.get("o") != self._ordering_label():
             raise ValidationError({self.cursor_query_param: [_("Invalid cursor for this ordering.")]})
-        data["p"] = [model._meta.pk.to_python(value) if field == "pk" else model._meta.get_field(field).to_python(value)
-                     for (field, _desc), value in zip(self.keys, data["p"], strict=True)]
+        position, reverse = data.get("p"), data.get("r")
+        if not isinstance(position, list) or len(position) != len(self.keys) or reverse not in (0, 1):
+            raise ValidationError({self.cursor_query_param: [_("Invalid cursor.")]})
+        try:
+            data["p"] = [self._position_value(model, field, value)
+                         for (field, _desc), value in zip(self.keys, position, strict=True)]
+        except (DjangoValidationError, TypeError, ValueError, OverflowError):
+            raise ValidationError({self.cursor_query_param: [_("Invalid cursor.")]}) from None
         return data
+
+    @staticmethod
+    def _position_value(model: type[Model], name: str, value: Any) -> Any:
+        """``value`` as a value of field ``name`` that the database can compare (else an error)."""
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        if value is None or isinstance(value, dict | list | float) or storable_problem(value) is not None:
+            raise ValueError(f"bad cursor value for {name}")
+        python = field.to_python(value)
+        if python is None:
+            raise ValueError(f"bad cursor value for {name}")
+        if isinstance(python, int) and not -_BIGINT <= python < _BIGINT:
+            raise ValueError(f"cursor value for {name} out of range")
+        if isinstance(python, datetime):
+            if python.tzinfo is None:
+                raise ValueError(f"cursor value for {name} has no time zone")
+            python = python.astimezone(UTC)  # OverflowError at the ends of the calendar
+        return python
 
     def get_next_link(self) -> str | None:
         if not self.has_next or not self.page:
@@ -153,8 +198,34 @@ class KeysetPagination(BasePagination):
 
 
 class HistoryPagination(KeysetPagination):
-    """History entries of one instance, in order (``seq``)."""
+    """History entries of one instance, in order (``seq``, unique per instance).
+
+    An instance's entries are numbered 1, 2, 3...: each page reads one bounded range of the
+    ``(instance, seq)`` index (``seq`` between the cursor and the cursor plus a page), so a page of
+    a history of 10,000 entries costs what a page of a short one does, whatever the planner
+    estimates for that instance. The view gives the history's length as ``history_length``.
+    """
 
     ordering = "seq"
+    unique_ordering = True
+
+    def window(self, cursor: dict[str, Any] | None, reverse: bool, size: int,
+               view: Any) -> tuple[Q, bool] | None:
+        total = getattr(view, "history_length", None)
+        if not isinstance(total, int) or self.keys != [("seq", False)]:
+            return None
+        if cursor is None:
+            low, high = 1, size + 1
+        elif reverse:
+            low, high = cursor["p"][0] - size - 1, cursor["p"][0] - 1
+        else:
+            low, high = cursor["p"][0] + 1, cursor["p"][0] + size + 1
+        return Q(seq__gte=low, seq__lte=high), (low <= 1 if reverse else high >= total)
     page_size = 100
     max_page_size = 1000
+
+
+class ChildrenPagination(KeysetPagination):
+    """Child instances of one instance, in the order they started (primary key)."""
+
+    ordering = "pk"

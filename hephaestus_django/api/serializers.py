@@ -8,6 +8,7 @@ the registry (never importing them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,8 @@ from rest_framework import serializers
 from hephaestus_django import services
 from hephaestus_django.core import keys, registry
 from hephaestus_django.core.keys import SCOPES
+from hephaestus_django.core.runner import MAX_IDEMPOTENCY_KEY
+from hephaestus_django.core.values import storable_problem
 from hephaestus_django.core.workflow import BaseWorkflow
 from hephaestus_django.exceptions import UnknownWorkflow
 from hephaestus_django.shapes import history_shape, instance_shape
@@ -24,10 +27,10 @@ from hephaestus_django.storage.models import EntryKindChoices, HistoryEntry, Ins
 #: The columns the instance shape reads (the list loads nothing else).
 INSTANCE_COLUMNS = ("id", "instance_id", "workflow", "workflow_version", "status", "current_step", "context",
                     "step_configs", "active_steps", "completed_steps", "runtime_metadata", "telemetry_metadata",
-                    "error", "created_at", "updated_at")
+                    "error", "parent_instance_id", "created_at", "updated_at")
 #: The columns the history entry shape reads (plus ``seq`` for the cursor).
 HISTORY_COLUMNS = ("id", "seq", "kind", "step", "event", "timestamp", "attempt", "error", "duration",
-                   "context_updates")
+                   "context_updates", "traceback")
 
 
 # ---- responses -----------------------------------------------------------------------------------
@@ -53,11 +56,23 @@ class InstanceSerializer(serializers.Serializer):
     runtime_metadata = serializers.DictField(read_only=True)
     telemetry_metadata = serializers.DictField(read_only=True)
     error = serializers.CharField(read_only=True, allow_null=True, help_text=_("Why a failed instance failed."))
+    parent = serializers.CharField(read_only=True, allow_null=True,
+                                   help_text=_("Id of the instance whose children step started this one."))
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
     def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
         return instance_shape(instance)
+
+
+class InstanceListSerializer(InstanceSerializer):
+    """A row of the instance list: an instance without its context, unless ``?expand=context``."""
+
+    context = ContextSerializer(read_only=True, required=False,
+                                help_text=_("Only with ?expand=context."))
+
+    def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
+        return instance_shape(instance, context="context" in self.context.get("expand", ()))
 
 
 class HistoryEntrySerializer(serializers.Serializer):
@@ -71,6 +86,8 @@ class HistoryEntrySerializer(serializers.Serializer):
     error = serializers.CharField(read_only=True, allow_null=True)
     duration = serializers.FloatField(read_only=True, allow_null=True, help_text=_("Seconds."))
     context_updates = serializers.DictField(read_only=True, allow_null=True)
+    traceback = serializers.CharField(read_only=True, allow_null=True,
+                                      help_text=_("Python traceback of a failed or retrying step that raised."))
 
     def to_representation(self, instance: HistoryEntry) -> dict[str, Any]:
         return history_shape(instance)
@@ -114,42 +131,49 @@ class WorkflowSerializer(serializers.Serializer):
 
 
 class DetailSerializer(serializers.Serializer):
-    """An error that is not about one input field (401, 403, 404, 409)."""
+    """An error that is not about one input field (401, 403, 404, 409, 413)."""
 
     detail = serializers.CharField(read_only=True)
 
 
 # ---- requests --------------------------------------------------------------------------------
-def _check_text(value: Any, path: str = "") -> str | None:
-    """Where ``value`` holds a string a database cannot store (NUL, lone surrogates), if anywhere."""
-    stack = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item or any("\ud800" <= ch <= "\udfff" for ch in item):
-                return where or "value"
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                stack.append((key, f"{where}.{key}" if where else str(key)))
-                stack.append((child, f"{where}.{key}" if where else str(key)))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
-    return None
-
-
 class StorableDictField(serializers.DictField):
-    """A JSON object whose strings the database can store."""
+    """A JSON object the database can store (:func:`~hephaestus_django.core.values.storable_problem`)."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
-        bad = _check_text(value)
-        if bad is not None:
-            raise serializers.ValidationError(
-                _("Strings cannot contain NUL or unpaired surrogate characters (at %(where)s).") % {"where": bad})
+        problem = storable_problem(value, self.field_name or "value")
+        if problem is not None:
+            raise serializers.ValidationError(f"{problem}; nothing was written")
         return value
 
 
-class StartSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer):
+    """A request body: a JSON object whose every key is one of the serializer's fields.
+
+    An unknown key (a typo such as ``evnet``) is a 400 keyed by that key, never silently ignored.
+    Every POST body of the API is one of these.
+    """
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        unknown: dict[str, list[str]] = {}
+        if isinstance(data, Mapping):
+            known = [name for name, field in self.fields.items() if not field.read_only]
+            allowed = ", ".join(known) if known else _("none")
+            unknown = {str(key): [_("Unknown field (accepted: %(fields)s).") % {"fields": allowed}]
+                       for key in data if key not in known}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value  # type: ignore[no-any-return]
+
+
+class StartSerializer(InputSerializer):
     """Start an instance: give exactly one of ``value`` (business value) and ``id`` (full id)."""
 
     workflow = serializers.CharField(max_length=255, help_text=_("Workflow registry name."))
@@ -186,14 +210,9 @@ class StartSerializer(serializers.Serializer):
             except ValueError as exc:
                 raise serializers.ValidationError({"value": [str(exc)]}) from None
         try:
-            parsed = keys.parse_id(attrs["id"])
+            return keys.check_id_for(unique.key, attrs["id"])
         except ValueError as exc:
             raise serializers.ValidationError({"id": [str(exc)]}) from None
-        if parsed.key != unique.key:
-            raise serializers.ValidationError({"id": [
-                _("Ids of workflow %(workflow)s start with '%(key)s::'.") % {"workflow": workflow.name,
-                                                                             "key": unique.key}]})
-        return str(attrs["id"])
 
     def create(self, validated_data: dict[str, Any]) -> WorkflowInstance:
         instance = services.start_instance(
@@ -205,9 +224,84 @@ class StartSerializer(serializers.Serializer):
         return instance_shape(instance)
 
 
-class ResumeSerializer(serializers.Serializer):
-    """Complete a waiting step with an event it declares."""
+class EmptySerializer(InputSerializer):
+    """An action that takes no input (an empty body or ``{}``)."""
+
+
+class MigrateSerializer(InputSerializer):
+    """Move an active instance to another version of its workflow."""
+
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text=_("The target version."))
+    step_map = serializers.DictField(child=serializers.CharField(max_length=255), required=False, help_text=_(
+        "{old step registry name: new step registry name} for steps the target version does not have."))
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, and only that (DRF's ``CharField`` also takes numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+
+#: The request header that carries a resume's idempotency key (same as the body's field).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class ResumeSerializer(InputSerializer):
+    """Complete a waiting step with an event it declares, optionally with data and an
+    idempotency key (the ``Idempotency-Key`` header is the same as the ``idempotency_key`` field)."""
 
     event = serializers.CharField(max_length=255, help_text=_("An event the waiting step declares."))
     step = serializers.CharField(required=False, allow_null=True, max_length=255,
                                  help_text=_("Registry name of the waiting step, when several wait."))
+    data = serializers.DictField(required=False, allow_null=True,
+                                 help_text=_("A JSON object merged into the waiting step's context entry and "
+                                             "recorded in the 'resumed' history entry."))
+    idempotency_key = StrictCharField(
+        required=False, allow_null=True, max_length=MAX_IDEMPOTENCY_KEY, trim_whitespace=False,
+        help_text=_("A resume whose key this instance has seen already does nothing (answer 200 with the "
+                    "instance as it is). Also accepted as the Idempotency-Key header."))
+
+    def validate_data(self, value: Any) -> Any:
+        problem = storable_problem(value, "data") if value is not None else None
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_idempotency_key(self, value: Any) -> Any:
+        if value is not None:
+            problem = storable_problem(value, "idempotency_key")
+            if problem is not None:
+                raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        header = self.context.get("idempotency_key_header")
+        if header is None:
+            return attrs
+        body = attrs.get("idempotency_key")
+        if body is not None and body != header:
+            raise serializers.ValidationError({"idempotency_key": [
+                _("The %(header)s header and the idempotency_key field differ; give one of them.")
+                % {"header": IDEMPOTENCY_HEADER}]})
+        try:
+            attrs["idempotency_key"] = self.validate_idempotency_key(
+                self.fields["idempotency_key"].run_validation(header))
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"idempotency_key": [
+                f"{IDEMPOTENCY_HEADER} header: {message}" for message in exc.detail]}) from None
+        return attrs
+
+
+class CancelSerializer(InputSerializer):
+    """Cancel an instance and its active children; with ``compensate`` the compensations of its
+    completed steps run first."""
+
+    compensate = serializers.BooleanField(default=False, help_text=_(
+        "Run the compensations of the completed steps before the instance ends cancelled."))
+
+
+class RetrySerializer(InputSerializer):
+    """Re-run the failed step of a failed instance. The body is empty: ``{}``."""

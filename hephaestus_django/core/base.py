@@ -94,9 +94,11 @@ def snake_case(name: str) -> str:
 class Step:
     """Base class of every step. Subclasses set ``events`` and implement ``execute``."""
 
+    #: The events ``execute`` may emit (a tuple of str); each one needs a transition.
     events: ClassVar[tuple[str, ...] | Any] = ()
     #: Context key under which this step's updates are stored (default: snake_case class name).
     step_key: ClassVar[str | None] = None
+    #: How failed attempts are retried (``None``: one attempt).
     retry: ClassVar[Retry | None] = None
     #: Seconds the runtime lets ``execute`` run before counting it a failure.
     timeout: ClassVar[float | None] = None
@@ -112,8 +114,17 @@ class Step:
     priority: ClassVar[int | None] = None
     #: At most this many executions of this step run at once, across all workers (``None``: no limit).
     concurrency_limit: ClassVar[int | None] = None
+    #: The step that undoes this one when the instance fails for good or is cancelled with
+    #: ``compensate=True`` (SPEC §10). It is not a node of the graph: whatever event it
+    #: returns, it is done; its updates land under its own context key.
+    compensate: ClassVar[type[Step] | None] = None
 
     def execute(self, instance: Instance, config: dict[str, Any], context: Context) -> StepResult:
+        """Do the step's work; return ``Ok(event, ...)``, an event str, ``Async()`` or ``Error(reason)``.
+
+        ``instance`` is the instance as it was when the step started, ``config`` the dict its
+        transition gave it (or ``{}``), ``context`` the instance's context. Raising is a failed attempt.
+        """
         raise NotImplementedError(f"{type(self).__qualname__}.execute() is not implemented")
 
     # ---- class-level helpers -------------------------------------------------------------
@@ -124,6 +135,7 @@ class Step:
 
     @classmethod
     def context_key(cls) -> str:
+        """Where this step's context updates go: ``step_key``, or the snake_case class name."""
         return cls.step_key or snake_case(cls.__name__)
 
     @classmethod

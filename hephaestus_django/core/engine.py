@@ -19,16 +19,21 @@ from typing import Any, Protocol
 
 from hephaestus_django.core import clock, telemetry
 from hephaestus_django.core.base import Async, Error, Ok, Step, StepOutcome
-from hephaestus_django.core.effects import RETRY, WAKE, Effect, ExecuteStep, ScheduleTimer
-from hephaestus_django.core.exceptions import InvalidEvent, NotCancellable, NotRetryable, NotWaiting
+from hephaestus_django.core.children import ChildSummary, Spawn, is_children_step
+from hephaestus_django.core.effects import DEADLINE, RETRY, WAKE, Effect, ExecuteStep, ScheduleTimer, StartChildren
+from hephaestus_django.core.exceptions import (
+    InvalidEvent,
+    MigrationError,
+    NotCancellable,
+    NotPausable,
+    NotPaused,
+    NotRetryable,
+    NotWaiting,
+)
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
-from hephaestus_django.core.instance import ExecutionEntry, Instance
+from hephaestus_django.core.instance import Compensation, ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.core.values import storable_problem, storable_text
-
-#: Statuses in which an instance's steps may be dispatched and run (one place: a status that
-#: stops work, such as a pause, is simply not listed here).
-DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING})
 
 
 def graph_of(instance: Instance) -> Graph:
@@ -72,11 +77,11 @@ def _step_meta(step: type[Step]) -> dict[str, Any]:
 
 def _record(instance: Instance, step: Any, event: str | None, kind: str, *, context_updates: Any = None,
             attempt: int = 1, error: str | None = None, duration: float | None = None,
-            delay: float | None = None) -> ExecutionEntry:
+            delay: float | None = None, traceback: str | None = None) -> ExecutionEntry:
     if error is not None:
         error = storable_text(error)
     entry = ExecutionEntry(step, event, clock.now(), context_updates, kind=kind, attempt=attempt, error=error,
-                           duration=duration, delay=delay)
+                           duration=duration, delay=delay, traceback=traceback)
     instance.execution_history.append(entry)
     return entry
 
@@ -94,6 +99,9 @@ def start(instance: Instance) -> list[Effect]:
     _emit("workflow_started", instance, {"system_time": _system_time()},
           initial_step=graph.start.registry_name(), context_keys=sorted(instance.context.initial))
     effects: list[Effect] = []
+    deadline = instance.workflow.deadline_for(instance.workflow_version)
+    if deadline is not None:
+        effects.append(ScheduleTimer(None, DEADLINE, float(deadline)))
     _activate(instance, graph.start, graph.start_config, effects)
     return effects
 
@@ -185,14 +193,22 @@ def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, An
         pool.shutdown(wait=False)
 
 
+#: Statuses in which an instance's active steps may be dispatched and start executing (one place:
+#: a status that stops work, such as ``paused``, is simply not listed here; SPEC §10).
+DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
+
+
 def is_runnable(instance: Instance, step: type[Step]) -> bool:
-    """Whether ``step`` may start executing now (not for a cancelled, finished or paused instance)."""
+    """Whether ``step`` may start executing now: not for a paused, cancelled or finished instance.
+
+    This is the one check every dispatcher asks before a step starts (a paused instance's steps
+    wait for ``unpause``)."""
     return instance.status in DISPATCHABLE and step in instance.active_steps and step not in instance.waiting_steps
 
 
 def may_run_later(instance: Instance, step: type[Step]) -> bool:
-    """Whether ``step``, not runnable now, is still active in an unfinished instance (say a paused
-    one): its run is kept for later instead of dropped."""
+    """Whether ``step``, not runnable now, is still active in an unfinished instance (a paused
+    one): its run is kept for ``unpause`` instead of dropped."""
     return instance.status.is_active and instance.status not in DISPATCHABLE and step in instance.active_steps \
         and step not in instance.waiting_steps
 
@@ -211,7 +227,7 @@ def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
         return result not in step.events
     if isinstance(result, Ok):
         return result.event not in step.events or _updates_problem(step, result) is not None
-    return not isinstance(result, Async)
+    return not isinstance(result, Async | Spawn)
 
 
 def _updates_problem(step: type[Step], result: Ok) -> str | None:
@@ -230,7 +246,9 @@ def is_applicable(instance: Instance, step: type[Step]) -> bool:
     """Whether an outcome of ``step`` would still change the instance (exactly-once guard)."""
     if step not in instance.active_steps or step in instance.waiting_steps:
         return False
-    return instance.status in (Status.RUNNING, Status.WAITING, Status.CANCELLED)
+    # a step still executing when the instance was paused or cancelled records its result
+    return instance.status in (Status.RUNNING, Status.WAITING, Status.CANCELLED, Status.PAUSED,
+                               Status.COMPENSATING)
 
 
 def apply_outcome(instance: Instance, step: type[Step], outcome: StepOutcome, attempt: int = 1) -> list[Effect] | None:
@@ -246,6 +264,8 @@ def apply_outcome(instance: Instance, step: type[Step], outcome: StepOutcome, at
         _emit("step_exception", instance, {"duration": outcome.duration}, **_step_meta(step), kind="exception",
               reason=outcome.error, traceback=outcome.traceback)
         _fail_step(instance, step, outcome.error, attempt, outcome.duration, effects, outcome.traceback)
+    elif instance.status == Status.COMPENSATING:
+        _apply_compensation(instance, step, outcome.result, attempt, outcome.duration, effects)
     else:
         _apply_result(instance, step, outcome.result, attempt, outcome.duration, effects)
     _emit("engine_advanced", instance, {"duration": time.perf_counter() - started,
@@ -255,13 +275,8 @@ def apply_outcome(instance: Instance, step: type[Step], outcome: StepOutcome, at
     return effects
 
 
-def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: int, duration: float,
-                  effects: list[Effect]) -> None:
-    if isinstance(result, str):
-        result = Ok(result)
-    if isinstance(result, Async):
-        _pause(instance, step, attempt, duration, effects)
-        return
+def _result_problem(step: type[Step], result: Any) -> str | None:
+    """Why ``result`` (not ``Async``) is a failure of ``step``, or ``None`` for a valid ``Ok``."""
     problem = None
     if isinstance(result, Error):
         problem = f"Error: {result.reason}"
@@ -273,6 +288,26 @@ def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: in
                    f"(it declares {', '.join(map(repr, step.events)) or 'none'})")
     else:
         problem = _updates_problem(step, result)
+    return problem
+
+
+def _apply_result(instance: Instance, step: type[Step], result: Any, attempt: int, duration: float,
+                  effects: list[Effect]) -> None:
+    if isinstance(result, str):
+        result = Ok(result)
+    if isinstance(result, Async):
+        _pause(instance, step, attempt, duration, effects)
+        return
+    if isinstance(result, Spawn) and is_children_step(step):
+        if not result.children:  # nothing to wait for
+            _complete(instance, step, "completed", {"children": []}, None, EntryKind.COMPLETED, attempt, duration,
+                      effects)
+            return
+        _pause(instance, step, attempt, duration, effects)
+        if instance.status != Status.CANCELLED:
+            effects.append(StartChildren(step, result.children, attempt))
+        return
+    problem = _result_problem(step, result)
     if problem is not None:
         _emit("step_exception", instance, {"duration": duration}, **_step_meta(step),
               kind="error" if isinstance(result, Error) else "invalid_result", reason=problem, traceback=None)
@@ -298,20 +333,33 @@ def _pause(instance: Instance, step: type[Step], attempt: int, duration: float, 
 
 
 def _resolve_targets(instance: Instance, graph: Graph, step: type[Step], event: str) -> list[Target]:
+    """The targets of ``(step, event)``; a route's function may pick one declared target or a list
+    of them (a fan-out decided at run time)."""
     targets = graph.targets(step, event)
     if not isinstance(targets, RouteSpec):
         return targets
     spec = targets
     chosen = spec.func(instance.context)
     pairs, problems = parse_target(chosen)
-    declared = {t[0] if isinstance(t, tuple) else t for t in spec.targets}
-    if problems or len(pairs) != 1 or pairs[0][0] not in declared:
-        raise _RouteError(f"route {spec.func.__name__} returned {describe(chosen)}, which is not one of its "
-                          f"declared targets ({', '.join(describe(t) for t in declared)})")
-    target, config = pairs[0]
-    if config is None:
-        config = next((t[1] for t in spec.targets if isinstance(t, tuple) and t[0] is target), None)
-    return [(target, config)]
+    declared = list(dict.fromkeys(t[0] if isinstance(t, tuple) else t for t in spec.targets))
+    undeclared = [target for target, _config in pairs if target not in declared]
+    if problems or not pairs or undeclared:
+        name, allowed = spec.func.__name__, ", ".join(describe(t) for t in declared)
+        if not isinstance(chosen, list):
+            raise _RouteError(f"route {name} returned {describe(chosen)}, which is not one of its declared "
+                              f"targets ({allowed})")
+        if not chosen:
+            raise _RouteError(f"route {name} returned an empty list: it must return one of its declared targets "
+                              f"({allowed}) or a non-empty list of them")
+        wrong = [describe(t) for t in undeclared] or problems
+        raise _RouteError(f"route {name} returned [{', '.join(describe(t) for t in chosen)}]: "
+                          f"{', '.join(wrong)} not among its declared targets ({allowed})")
+    chosen_targets: dict[type[Step], dict[str, Any] | None] = {}
+    for target, config in pairs:
+        if config is None:
+            config = next((t[1] for t in spec.targets if isinstance(t, tuple) and t[0] is target), None)
+        chosen_targets.setdefault(target, config)
+    return list(chosen_targets.items())
 
 
 class _RouteError(Exception):
@@ -320,7 +368,9 @@ class _RouteError(Exception):
 
 def _complete(instance: Instance, step: type[Step], event: str, context_updates: dict[str, Any] | None,
               metadata_updates: dict[str, Any] | None, kind: str, attempt: int, duration: float | None,
-              effects: list[Effect]) -> None:
+              effects: list[Effect], *, merge: bool = False) -> None:
+    """Complete ``step`` with ``event``: its updates replace its context entry (``merge``: are
+    merged into it), the targets activate, joins that can no longer wait are released."""
     graph = graph_of(instance)
     cancelled = instance.status == Status.CANCELLED
     targets: list[Target] = []
@@ -333,11 +383,15 @@ def _complete(instance: Instance, step: type[Step], event: str, context_updates:
             return
     instance.active_steps.discard(step)
     instance.waiting_steps.pop(step, None)
-    instance.completed_steps.add(step)
+    if step not in instance.completed_steps:
+        instance.completed_steps.add(step)
+        instance.completion_order.append(step)
     instance.step_configs.pop(step, None)
     instance.current_step = step
     if context_updates is not None:
-        instance.context.steps[step.context_key()] = context_updates
+        key = step.context_key()
+        instance.context.steps[key] = {**instance.context.steps.get(key, {}), **context_updates} if merge \
+            else context_updates
     if metadata_updates:
         instance.runtime_metadata.update(metadata_updates)
     _record(instance, step, event, kind, context_updates=context_updates, attempt=attempt, duration=duration)
@@ -362,6 +416,8 @@ def _complete(instance: Instance, step: type[Step], event: str, context_updates:
         else:
             _activate(instance, target, config, effects)
     _release_joins(instance, graph, effects)
+    if instance.status == Status.PAUSED:  # nothing starts, not even Done, until unpause
+        effects[:] = [e for e in effects if not isinstance(e, ExecuteStep)]
     for effect in [e for e in effects if isinstance(e, ExecuteStep) and completes_at_once(e.step)]:
         # Done completes at once, in the same state change as the step that led to it
         effects.remove(effect)
@@ -390,6 +446,13 @@ def _release_joins(instance: Instance, graph: Graph, effects: list[Effect]) -> N
 
 
 def _update_status(instance: Instance) -> None:
+    if instance.status == Status.PAUSED:
+        if instance.active_steps or instance.pending_joins:
+            # what unpause goes back to
+            instance.paused_from = Status.RUNNING if instance.running_steps else Status.WAITING
+            return
+        instance.status = Status.RUNNING  # a step that was executing finished the instance
+        instance.paused_from = None
     if instance.status not in (Status.RUNNING, Status.WAITING):
         return
     if not instance.active_steps and not instance.pending_joins:
@@ -408,36 +471,164 @@ def _update_status(instance: Instance) -> None:
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
                effects: list[Effect], traceback: str | None, *, retryable: bool = True,
                max_attempts: int | None = None) -> None:
-    error = storable_text(error)  # an exception's message may hold what the database cannot store
     instance.current_step = step
+    error = storable_text(error)  # an exception's message may hold what the database cannot store
+    stored_traceback = _storable_traceback(traceback)
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)
-        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+        _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+                traceback=stored_traceback)
         return
     if max_attempts is None:
         max_attempts = step.max_attempts() if step.retry is not None else 1
     if retryable and attempt < max_attempts:
         delay = step.retry.delay(attempt) if step.retry is not None else 0.0
-        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay)
-        if delay > 0:
+        _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay,
+                traceback=stored_traceback)
+        if delay > 0 or instance.status == Status.PAUSED:  # a paused instance's retry waits as a timer
             effects.append(ScheduleTimer(step, RETRY, delay, attempt + 1))
         else:
             effects.append(ExecuteStep(step, attempt + 1))
         _update_status(instance)
         return
-    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration)
+    _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
+            traceback=stored_traceback)
+    if instance.status == Status.COMPENSATING:  # a compensation failed for good: retry() resumes it
+        _finish_failed(instance, error, step.registry_name(), traceback)
+        return
+    _fail_for_good(instance, error, step.registry_name(), traceback, effects)
+
+
+def _finish_failed(instance: Instance, error: str, failed_step: str | None, traceback: str | None) -> None:
     instance.status = Status.FAILED
+    instance.paused_from = None
     instance.error = error
     instance.finished_at = clock.now()
     _emit("workflow_exception", instance, {"duration": _elapsed(instance)}, status=str(instance.status),
-          failed_step=step.registry_name(), reason=error, kind="exception" if traceback else "error",
+          failed_step=failed_step, reason=error, kind="exception" if traceback else "error",
           traceback=traceback)
 
 
+def _fail_for_good(instance: Instance, error: str, failed_step: str | None, traceback: str | None,
+                   effects: list[Effect]) -> None:
+    """The instance fails: its compensations run first when completed steps have any."""
+    if compensation_plan(instance):
+        _begin_compensation(instance, Status.FAILED, error, failed_step, effects)
+    else:
+        _finish_failed(instance, error, failed_step, traceback)
+
+
+# ---- compensation (saga, SPEC §10) -----------------------------------------------------------
+def compensation_plan(instance: Instance) -> list[type[Step]]:
+    """Completed steps that have a compensation, the last completed first."""
+    compensations = graph_of(instance).compensations
+    if not compensations:
+        return []
+    order = list(instance.completion_order)
+    known = set(order)
+    graph = graph_of(instance)
+    # steps completed before the completion order was kept: in graph order
+    order[:0] = sorted((s for s in instance.completed_steps if s not in known), key=graph.position)
+    return [s for s in reversed(order) if s in compensations]
+
+
+def _begin_compensation(instance: Instance, outcome: Status, error: str | None, failed_step: str | None,
+                        effects: list[Effect]) -> None:
+    """Leave the graph (steps still waiting or in flight are dropped) and run the first compensation."""
+    for step in instance.active_steps | instance.pending_joins:
+        instance.step_configs.pop(step, None)
+    instance.active_steps.clear()
+    instance.waiting_steps.clear()
+    instance.pending_joins.clear()
+    effects[:] = [e for e in effects if isinstance(e, ScheduleTimer) and e.purpose == DEADLINE]
+    instance.status = Status.COMPENSATING
+    instance.paused_from = None
+    instance.error = error
+    instance.compensation = Compensation(outcome=outcome, error=error, pending=compensation_plan(instance),
+                                         failed_step=failed_step)
+    _next_compensation(instance, effects)
+
+
+def _next_compensation(instance: Instance, effects: list[Effect]) -> None:
+    """Activate the next compensation, or end the instance when none is left."""
+    saga = instance.compensation
+    if saga is None:  # pragma: no cover - only called while compensating
+        raise RuntimeError("no compensation in progress")
+    if saga.pending:
+        compensated = saga.pending[0]
+        step = graph_of(instance).compensations[compensated]
+        instance.active_steps.add(step)
+        instance.step_configs[step] = {"compensates": compensated.registry_name()}
+        effects.append(ExecuteStep(step, 1))
+        return
+    if saga.outcome == Status.FAILED:
+        _finish_failed(instance, saga.error or "failed", saga.failed_step, None)
+        return
+    instance.status = Status.CANCELLED
+    instance.error = None
+    instance.finished_at = clock.now()
+    _emit_stopped(instance)
+
+
+def _apply_compensation(instance: Instance, step: type[Step], result: Any, attempt: int, duration: float,
+                        effects: list[Effect]) -> None:
+    """A compensation step's result: any declared event means done; anything else is a failure."""
+    if isinstance(result, str):
+        result = Ok(result)
+    problem = (f"{describe(step)} returned Async(): a compensation step cannot pause"
+               if isinstance(result, Async) else _result_problem(step, result))
+    if problem is not None:
+        _emit("step_exception", instance, {"duration": duration}, **_step_meta(step),
+              kind="error" if isinstance(result, Error) else "invalid_result", reason=problem, traceback=None)
+        _fail_step(instance, step, problem, attempt, duration, effects, None)
+        return
+    if not isinstance(result, Ok) or instance.compensation is None:  # pragma: no cover - checked above
+        raise TypeError(result)
+    saga = instance.compensation
+    instance.active_steps.discard(step)
+    instance.step_configs.pop(step, None)
+    instance.current_step = step
+    if result.context_updates is not None:
+        instance.context.steps[step.context_key()] = result.context_updates
+    if result.metadata_updates:
+        instance.runtime_metadata.update(result.metadata_updates)
+    _record(instance, step, result.event, EntryKind.COMPENSATED, context_updates=result.context_updates,
+            attempt=attempt, duration=duration)
+    _emit("step_stopped", instance, {"duration": duration or 0.0}, **_step_meta(step), event=result.event,
+          has_context_updates=bool(result.context_updates), has_metadata_updates=bool(result.metadata_updates),
+          transitions_to=[])
+    saga.done.append(saga.pending.pop(0))
+    _next_compensation(instance, effects)
+
+
+def _emit_stopped(instance: Instance) -> None:
+    _emit("workflow_stopped", instance, {"duration": _elapsed(instance), "step_count": len(instance.completed_steps),
+                                         "advance_count": instance.revision + 1},
+          status=str(instance.status), completed_steps=sorted(s.registry_name() for s in instance.completed_steps))
+
+
+#: Longest traceback kept in a history entry (its end: the innermost frames and the exception).
+TRACEBACK_LIMIT = 16_000
+
+
+def _storable_traceback(traceback: str | None) -> str | None:
+    """The traceback as a history entry keeps it: text the database can store, at most
+    :data:`TRACEBACK_LIMIT` characters (the first line and the end of a longer one)."""
+    if not traceback:
+        return None
+    text = storable_text(traceback)
+    if len(text) > TRACEBACK_LIMIT:
+        head = text.split("\n", 1)[0]
+        text = f"{head}\n  ...\n{text[-(TRACEBACK_LIMIT - len(head) - 7):]}"
+    return text
+
+
 # ---- external calls --------------------------------------------------------------------------
-def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple[type[Step], str]:
+def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
+                      source: str = "external") -> tuple[type[Step], str]:
     """The waiting step ``event`` resumes, and the declared event it maps to (SPEC §2)."""
-    if instance.status not in (Status.RUNNING, Status.WAITING) or not instance.waiting_steps:
+    # a paused instance takes the event (its next steps start at unpause): an event is never lost
+    if instance.status not in (Status.RUNNING, Status.WAITING, Status.PAUSED) or not instance.waiting_steps:
         raise NotWaiting(f"instance {instance.id} is {instance.status} and has no waiting step")
     if not isinstance(event, str) or not event:
         raise InvalidEvent(f"'event' must be a non-empty str, not {event!r}", field="event")
@@ -448,18 +639,24 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple
             raise InvalidEvent(f"workflow {instance.workflow.name} has no step {describe(step)}", field="step")
         if chosen not in instance.waiting_steps:
             raise NotWaiting(f"step {chosen.registry_name()} of instance {instance.id} is not waiting")
+        if is_children_step(chosen) and source == "external":
+            raise NotWaiting(f"step {chosen.registry_name()} of instance {instance.id} waits for its child "
+                             "workflows, not for an event: it completes when the last of them finishes")
         mapped = chosen.resume_event(event, instance.step_configs.get(chosen, {}))
         if mapped not in chosen.events:
             raise InvalidEvent(f"step {chosen.registry_name()} does not declare event {event!r} "
                                f"(it declares {', '.join(map(repr, chosen.events))})", field="event")
         return chosen, mapped
+    resumable = [w for w in instance.waiting_steps if not is_children_step(w)]
+    if not resumable:
+        raise NotWaiting(f"instance {instance.id} waits only for its child workflows, not for an event")
     candidates = []
-    for waiting in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+    for waiting in sorted(resumable, key=graph.index.__getitem__):
         mapped = waiting.resume_event(event, instance.step_configs.get(waiting, {}))
         if mapped in waiting.events:
             candidates.append((waiting, mapped))
     if not candidates:
-        offered = "; ".join(f"{s.registry_name()}: {', '.join(s.events)}" for s in instance.waiting_steps)
+        offered = "; ".join(f"{s.registry_name()}: {', '.join(s.events)}" for s in resumable)
         raise InvalidEvent(f"no waiting step of instance {instance.id} declares event {event!r} ({offered})",
                            field="event")
     if len(candidates) > 1:
@@ -469,24 +666,51 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None) -> tuple
     return candidates[0]
 
 
-def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external") -> list[Effect]:
-    """Complete a waiting step with ``event`` (``source``: ``external`` or ``timeout``)."""
-    chosen, mapped = find_waiting_step(instance, event, step)
+def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external",
+           data: dict[str, Any] | None = None) -> list[Effect]:
+    """Complete a waiting step with ``event`` (``source``: ``external`` or ``timeout``); ``data``
+    is merged into the step's context entry and recorded in the ``resumed`` history entry."""
+    chosen, mapped = find_waiting_step(instance, event, step, source=source)
     since = instance.waiting_steps.get(chosen)
     wait = (clock.now() - since).total_seconds() if isinstance(since, datetime) else 0.0
     _emit("step_resumed", instance, {"system_time": _system_time(), "wait_duration": wait}, **_step_meta(chosen),
           resume_event=mapped, source=source)
     effects: list[Effect] = []
     kind = EntryKind.TIMER_FIRED if source == "timeout" else EntryKind.RESUMED
-    _complete(instance, chosen, mapped, None, None, kind, 1, wait, effects)
+    _complete(instance, chosen, mapped, data, None, kind, 1, wait, effects, merge=True)
+    return effects
+
+
+def waits_for_children(instance: Instance, step: type[Step]) -> bool:
+    """Whether the children ``step`` of ``instance`` is waiting (and the instance may go on)."""
+    return instance.status in (Status.RUNNING, Status.WAITING) and step in instance.waiting_steps
+
+
+def children_finished(instance: Instance, step: type[Step], children: list[ChildSummary]) -> list[Effect] | None:
+    """The last child of the waiting children ``step`` finished: complete it with ``completed``
+    (every child completed) or ``failed``, its context updates summarising the children in
+    order. ``None`` when the step no longer waits for them (the instance moved on)."""
+    if not waits_for_children(instance, step):
+        return None
+    wait = (clock.now() - instance.waiting_steps[step]).total_seconds()
+    event = "completed" if all(c.status == Status.COMPLETED for c in children) else "failed"
+    effects: list[Effect] = []
+    _complete(instance, step, event, {"children": [c.to_dict() for c in children]}, None, EntryKind.COMPLETED, 1,
+              wait, effects)
     return effects
 
 
 def fire_timer(instance: Instance, step: Any, purpose: str, attempt: int = 1) -> list[Effect] | None:
-    """A due timer: ``None`` when the instance has moved on (the timer does nothing)."""
+    """A due timer: ``None`` when the instance has moved on (the timer does nothing).
+
+    The caller never fires the timers of a paused instance: they wait for ``unpause``."""
+    if purpose == DEADLINE:
+        if instance.status not in (Status.RUNNING, Status.WAITING):
+            return None
+        return _deadline_exceeded(instance)
     graph = graph_of(instance)
     chosen = graph.step(step)
-    if chosen is None or instance.status not in (Status.RUNNING, Status.WAITING):
+    if chosen is None or instance.status not in DISPATCHABLE:
         return None
     if purpose == WAKE:
         if chosen not in instance.waiting_steps or "timeout" not in chosen.events:
@@ -518,34 +742,79 @@ def lose_claim(instance: Instance, step: type[Step], attempt: int, reason: str,
     return effects
 
 
-def cancel(instance: Instance) -> None:
-    """Stop the instance: nothing new activates; a step already running may still record its result."""
-    if instance.status not in (Status.PENDING, Status.RUNNING, Status.WAITING):
-        raise NotCancellable(f"instance {instance.id} is {instance.status}; only pending, running and "
-                             "waiting instances can be cancelled")
+def _deadline_exceeded(instance: Instance) -> list[Effect]:
+    deadline = instance.workflow.deadline_for(instance.workflow_version)
+    error = f"DeadlineExceeded: instance {instance.id} was still {instance.status} {deadline:g}s after it started"
+    status_before = instance.status
+    _record(instance, None, None, EntryKind.FAILED, error=error)
+    effects: list[Effect] = []
+    _fail_for_good(instance, error, None, None, effects)
+    _advanced(instance, status_before)
+    return effects
+
+
+def _advanced(instance: Instance, status_before: Status, started: float | None = None) -> None:
+    _emit("engine_advanced", instance, {"duration": time.perf_counter() - started if started else 0.0,
+                                         "active_steps_count": len(instance.active_steps), "completed_in_advance": 0},
+          status_before=str(status_before), status_after=str(instance.status), iteration=instance.revision + 1)
+
+
+#: Statuses ``cancel`` applies to.
+CANCELLABLE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED})
+
+
+def cancel(instance: Instance, compensate: bool = False) -> list[Effect]:
+    """Stop the instance: nothing new activates; a step already running may still record its result.
+
+    With ``compensate``, the compensations of its completed steps run first (status
+    ``compensating``), then it ends ``cancelled``; a step still executing is dropped."""
+    if instance.status not in CANCELLABLE_STATUSES:
+        raise NotCancellable(f"instance {instance.id} is {instance.status}; only pending, running and waiting "
+                             "(or paused) instances can be cancelled")
+    if not isinstance(compensate, bool):
+        raise TypeError(f"'compensate' must be a bool, not {compensate!r}")
+    effects: list[Effect] = []
+    _record(instance, instance.current_step, None, EntryKind.CANCELLED)
+    if compensate and compensation_plan(instance):
+        _begin_compensation(instance, Status.CANCELLED, None, None, effects)
+        return effects
     instance.active_steps -= instance.waiting_steps.keys()
     instance.waiting_steps.clear()
     for join in instance.pending_joins:
         instance.step_configs.pop(join, None)
     instance.pending_joins.clear()
     instance.status = Status.CANCELLED
+    instance.paused_from = None
     instance.finished_at = clock.now()
-    _record(instance, instance.current_step, None, EntryKind.CANCELLED)
-    _emit("workflow_stopped", instance, {"duration": _elapsed(instance), "step_count": len(instance.completed_steps),
-                                         "advance_count": instance.revision + 1},
-          status=str(instance.status), completed_steps=sorted(s.registry_name() for s in instance.completed_steps))
+    _emit_stopped(instance)
+    return effects
 
 
 def retry(instance: Instance) -> list[Effect]:
-    """Re-run the failed step (and any branch that was in flight) of a failed instance."""
+    """Re-run the failed step (and any branch that was in flight) of a failed instance; or, when a
+    compensation failed, run that compensation again and go on compensating."""
     if instance.status != Status.FAILED:
         raise NotRetryable(f"instance {instance.id} is {instance.status}; only failed instances can be retried")
+    saga = instance.compensation
+    if saga is not None and not saga.pending:
+        raise NotRetryable(f"instance {instance.id} failed and its compensations have run; start a new instance")
+    effects: list[Effect] = []
+    graph = graph_of(instance)
+    instance.finished_at = None
+    if saga is not None:
+        instance.status = Status.COMPENSATING
+        instance.error = saga.error
+        current = graph.compensations[saga.pending[0]]
+        if current not in instance.active_steps:
+            _next_compensation(instance, effects)
+            return effects
+        _record(instance, current, None, EntryKind.RETRYING, attempt=1)
+        effects.append(ExecuteStep(current, 1))
+        return effects
     instance.status = Status.RUNNING
     instance.error = None
-    instance.finished_at = None
-    effects: list[Effect] = []
     now = clock.now()
-    for step in sorted(instance.active_steps, key=graph_of(instance).index.__getitem__):
+    for step in sorted(instance.active_steps, key=graph.position):
         if step in instance.waiting_steps:
             delay = step.wake_after(instance.step_configs.get(step, {}))
             if delay is not None:
@@ -556,6 +825,136 @@ def retry(instance: Instance) -> list[Effect]:
         effects.append(ExecuteStep(step, 1))
     _update_status(instance)
     return effects
+
+
+# ---- pause (SPEC §10) ------------------------------------------------------------------------
+def pause(instance: Instance) -> None:
+    """Hold a running or waiting instance: no step starts and no timer fires until :func:`unpause`."""
+    if instance.status not in (Status.RUNNING, Status.WAITING):
+        raise NotPausable(f"instance {instance.id} is {instance.status}; only running and waiting instances "
+                          "can be paused")
+    status_before = instance.status
+    instance.paused_from = instance.status
+    instance.status = Status.PAUSED
+    _record(instance, None, None, EntryKind.PAUSED)
+    _advanced(instance, status_before)
+
+
+def unpause(instance: Instance) -> list[Effect]:
+    """Restore the status a paused instance had; returns the steps that may run now (the caller
+    also fires the instance's timers that fell due meanwhile)."""
+    if instance.status != Status.PAUSED:
+        raise NotPaused(f"instance {instance.id} is {instance.status}, not paused")
+    instance.status = instance.paused_from or Status.RUNNING
+    instance.paused_from = None
+    _record(instance, None, None, EntryKind.UNPAUSED)
+    _update_status(instance)  # steps that finished meanwhile may have changed it
+    _advanced(instance, Status.PAUSED)
+    graph = graph_of(instance)
+    return [ExecuteStep(step, 1) for step in sorted(instance.running_steps, key=graph.position)]
+
+
+# ---- migration to another version (SPEC §10) ---------------------------------------------------------
+#: Statuses ``migrate`` applies to.
+MIGRATABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.PAUSED})
+
+
+def plan_migration(instance: Instance, to_version: Any, step_map: Any = None) -> dict[type[Step], type[Step]]:
+    """Where each of the instance's steps goes in version ``to_version`` (old step -> new step).
+
+    Every active, waiting, completed and pending-join step must exist in the target version by
+    registry name, or be mapped by ``step_map`` ({old registry name: new registry name}; classes
+    are accepted too); otherwise :class:`MigrationError` lists the unmatched steps."""
+    if instance.status not in MIGRATABLE_STATUSES:
+        raise MigrationError(f"instance {instance.id} is {instance.status}; only running, waiting and paused "
+                             "instances can be migrated", field=None)
+    workflow = instance.workflow
+    if isinstance(to_version, bool) or not isinstance(to_version, int):
+        raise MigrationError(f"'to_version' must be an int, not {to_version!r}", field="version")
+    if to_version == instance.workflow_version:
+        raise MigrationError(f"instance {instance.id} is already at version {to_version}", field="version")
+    try:
+        target = workflow.definition(to_version).graph
+    except ValueError as exc:
+        raise MigrationError(str(exc), field="version") from None
+    names = _step_map_names(instance, target, step_map)
+    current = graph_of(instance)
+    steps = instance.active_steps | instance.completed_steps | instance.pending_joins | instance.waiting_steps.keys()
+    mapping: dict[type[Step], type[Step]] = {}
+    unmatched: list[str] = []
+    for step in sorted(steps, key=current.position):
+        name = step.registry_name()
+        new = target.by_name.get(names.get(name, name))
+        if new is None or new not in target.index:
+            unmatched.append(name)
+        else:
+            mapping[step] = new
+    if unmatched:
+        raise MigrationError(
+            f"instance {instance.id} cannot move from version {instance.workflow_version} to {to_version}: "
+            f"version {to_version} has no step {', '.join(unmatched)} (map each to a step of version {to_version} "
+            "with step_map)", unmatched=unmatched)
+    return mapping
+
+
+def _step_map_names(instance: Instance, target: Graph, step_map: Any) -> dict[str, str]:
+    if step_map is None:
+        return {}
+    if not isinstance(step_map, dict):
+        raise MigrationError(f"'step_map' must be a dict {{old step: new step}}, not {type(step_map).__name__}")
+    current = graph_of(instance)
+    names: dict[str, str] = {}
+    problems = []
+    for old, new in step_map.items():
+        old_name = old.registry_name() if isinstance(old, type) and issubclass(old, Step) else old
+        new_name = new.registry_name() if isinstance(new, type) and issubclass(new, Step) else new
+        if not isinstance(old_name, str) or old_name not in current.by_name:
+            problems.append(f"{describe(old)} is not a step of version {instance.workflow_version}")
+        elif not isinstance(new_name, str) or target.by_name.get(new_name) not in target.index:
+            problems.append(f"{describe(new)} is not a step of the target version")
+        else:
+            names[old_name] = new_name
+    if problems:
+        raise MigrationError("step_map: " + "; ".join(problems))
+    return names
+
+
+def migrate(instance: Instance, to_version: Any, step_map: Any = None) -> tuple[list[Effect], dict[str, str]]:
+    """Move an active instance to version ``to_version``; returns the effects and the steps renamed
+    ({old registry name: new registry name}, for the caller's timers). Nothing changes on error."""
+    mapping = plan_migration(instance, to_version, step_map)
+    from_version = instance.workflow_version
+    status_before = instance.status
+
+    def moved(steps: Any) -> set[type[Step]]:
+        return {mapping[s] for s in steps}
+
+    for old, new in mapping.items():  # a renamed step's results follow it to its new context key
+        old_key, new_key = old.context_key(), new.context_key()
+        if old_key != new_key and old_key in instance.context.steps and new_key not in instance.context.steps:
+            instance.context.steps[new_key] = instance.context.steps.pop(old_key)
+    instance.active_steps = moved(instance.active_steps)
+    instance.completed_steps = moved(instance.completed_steps)
+    instance.completion_order = [mapping[s] for s in instance.completion_order if s in mapping]
+    instance.pending_joins = moved(instance.pending_joins)
+    instance.waiting_steps = {mapping[s]: t for s, t in instance.waiting_steps.items()}
+    instance.step_configs = {mapping.get(s, s): c for s, c in instance.step_configs.items() if s in mapping}
+    if instance.current_step is not None:
+        instance.current_step = mapping.get(instance.current_step)
+    instance.workflow_version = to_version
+    renamed = {old.registry_name(): new.registry_name() for old, new in mapping.items()
+               if old.registry_name() != new.registry_name()}
+    record: dict[str, Any] = {"from_version": from_version, "to_version": to_version}
+    if renamed:
+        record["step_map"] = renamed
+    _record(instance, None, None, EntryKind.MIGRATED, context_updates=record)
+    effects: list[Effect] = []
+    _release_joins(instance, graph_of(instance), effects)
+    if instance.status == Status.PAUSED:
+        effects.clear()
+    _update_status(instance)
+    _advanced(instance, status_before)
+    return effects, renamed
 
 
 def completed_path(instance: Instance) -> list[str]:

@@ -68,3 +68,27 @@ class UnknownWorkflow(HephaestusError, LookupError):
     """No workflow with that name (or version) is registered."""
 
     field = "workflow"
+
+
+class NotPausable(HephaestusError):
+    """Only running and waiting instances can be paused."""
+
+
+class NotPaused(HephaestusError):
+    """Unpause of an instance that is not paused."""
+
+
+class MigrationError(HephaestusError, ValueError):
+    """An instance cannot move to the requested version; nothing changed.
+
+    ``unmatched`` lists the registry names of the instance's steps that the target version
+    does not have and ``step_map`` does not map.
+    """
+
+    field: str | None = "step_map"
+
+    def __init__(self, message: str = "", *, field: str | None = "step_map",
+                 unmatched: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.field = field  # None: not about an input (the instance's state forbids it)
+        self.unmatched = list(unmatched or [])

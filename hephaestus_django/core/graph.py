@@ -113,6 +113,9 @@ class Graph:
     preds: dict[type[Step], list[type[Step]]] = field(default_factory=dict)
     succs: dict[type[Step], list[type[Step]]] = field(default_factory=dict)
     configs: dict[type[Step], dict[str, Any]] = field(default_factory=dict)
+    #: Node -> the step that compensates it (its ``compensate``); compensation steps are not nodes,
+    #: but ``by_name`` knows them (rows name the one that runs).
+    compensations: dict[type[Step], type[Step]] = field(default_factory=dict)
     _reach: list[int] | None = None
 
     # ---- queries used by the engine ------------------------------------------------------
@@ -120,6 +123,13 @@ class Graph:
         if isinstance(name_or_class, str):
             return self.by_name.get(name_or_class)
         return name_or_class if name_or_class in self.index else None
+
+    def position(self, step: type[Step]) -> int:
+        """A sort key: the node's topological index (compensation steps sort after every node)."""
+        return self.index.get(step, len(self.index))
+
+    def is_compensation(self, step: type[Step]) -> bool:
+        return step not in self.index and step in self.compensations.values()
 
     def is_join(self, step: type[Step]) -> bool:
         return len(self.preds.get(step, ())) > 1
@@ -151,6 +161,11 @@ class Graph:
         if spec is not None:
             return spec
         return self.transitions.get((step, event), [])
+
+    def handled_events(self, step: type[Step]) -> list[str]:
+        """The events ``step`` declares that lead somewhere in this graph, in declaration order
+        (what a waiting step may usefully be resumed with)."""
+        return [e for e in step.events if (step, e) in self.transitions or (step, e) in self.routes]
 
 
 def build_graph(start_step: Any, transitions: Any, routes: list[RouteSpec]) -> tuple[Graph | None, list[str]]:
@@ -277,20 +292,13 @@ def validate_graph(graph: Graph) -> list[str]:
     names: dict[str, type[Step]] = {}
     keys: dict[str, list[type[Step]]] = {}
     for step in nodes:
-        events = step.events
-        if not isinstance(events, list | tuple) or not all(isinstance(e, str) and e for e in events):
-            problems.append(f"{describe(step)}.events must be a sequence of event names (str), not {events!r}")
+        if not _known_step(graph, step, names, keys, problems):
             continue
-        name = step.registry_name()
-        if name in names and names[name] is not step:
-            problems.append(f"two different steps share the registry name {name!r}")
-        names[name] = step
-        graph.by_name[name] = step
-        keys.setdefault(step.context_key(), []).append(step)
         config = graph.configs.get(step, {})
         problems.extend(f"{describe(step)}: {p}" for p in step.config_problems(config))
         if not graph.succs[step] and not step.is_terminal:
             problems.append(f"leaf step {describe(step)} is not Done: every path must end in Done")
+    problems.extend(_compensation_problems(graph, names, keys))
     for key, steps in keys.items():
         if len(steps) > 1:
             problems.append(f"steps {', '.join(describe(s) for s in steps)} share the context key {key!r}")
@@ -327,6 +335,47 @@ def validate_graph(graph: Graph) -> list[str]:
         if not common & ~terminal:
             problems.append(f"fan-out ({describe(source)}, {event!r}) -> {', '.join(describe(b) for b in branches)}: "
                             "the branches never converge before Done")
+    return problems
+
+
+def _known_step(graph: Graph, step: type[Step], names: dict[str, type[Step]], keys: dict[str, list[type[Step]]],
+                problems: list[str]) -> bool:
+    """Check a step's events and registry name, and make it known by name and context key;
+    ``False`` (with a problem) when its events are malformed."""
+    events = step.events
+    if not isinstance(events, list | tuple) or not all(isinstance(e, str) and e for e in events):
+        problems.append(f"{describe(step)}.events must be a sequence of event names (str), not {events!r}")
+        return False
+    name = step.registry_name()
+    if name in names and names[name] is not step:
+        problems.append(f"two different steps share the registry name {name!r}")
+    names[name] = step
+    graph.by_name[name] = step
+    keys.setdefault(step.context_key(), []).append(step)
+    return True
+
+
+def _compensation_problems(graph: Graph, names: dict[str, type[Step]],
+                           keys: dict[str, list[type[Step]]]) -> list[str]:
+    """``compensate = SomeStep`` on nodes (SPEC §10): a Step class that is not a node of the graph.
+
+    Compensation steps join ``by_name`` and the context keys (their updates land under their own
+    key); their events need no transitions.
+    """
+    problems: list[str] = []
+    for step in graph.nodes:
+        compensation: Any = step.__dict__.get("compensate", getattr(step, "compensate", None))
+        if compensation is None:
+            continue
+        if not is_step(compensation):
+            problems.append(f"{describe(step)}.compensate must be a Step subclass, not {describe(compensation)}")
+            continue
+        if compensation in graph.index:
+            problems.append(f"{describe(step)}.compensate is {describe(compensation)}, which is a step of the graph: "
+                            "a compensation step must not be a node")
+            continue
+        if compensation in graph.compensations.values() or _known_step(graph, compensation, names, keys, problems):
+            graph.compensations[step] = compensation
     return problems
 
 

@@ -61,6 +61,16 @@ def parse_id(id: str) -> ParsedId:
     return ParsedId(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
 
+def check_id_for(key: str, id: object) -> str:
+    """``id`` as a full instance id of a workflow whose unique key is ``key``: ``key::value`` or
+    ``key::value::suffix`` (``ValueError`` naming ``id`` otherwise). The API and the commands
+    accept a full id only when it passes this."""
+    parsed = parse_id(id)  # type: ignore[arg-type]
+    if parsed.key != key:
+        raise ValueError(f"invalid instance id {id!r}: ids of this workflow start with '{key}::'")
+    return str(id)
+
+
 def unique_slot(scope: str, id: str, workflow: str, version: int) -> str | None:
     """The string an active instance reserves: two active instances conflict when equal.
 

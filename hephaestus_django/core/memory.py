@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, Timer
+from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -41,13 +42,24 @@ class MemoryStorage:
         self._instances: dict[int, Instance] = {}
         self._timers: dict[int, Timer] = {}
         self._runs: dict[tuple[Any, str], Run] = {}
+        self._schedules: dict[tuple[str, str], ScheduleState] = {}
+        #: (workflow, schedule, tick) -> id of the instance it started (None: refused)
+        self.ticks: dict[tuple[str, str, datetime], str | None] = {}
+        self._resume_keys: set[tuple[int, str]] = set()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
+        """One lock for everything; on an exception the stored state is rolled back, as a
+        database transaction (or savepoint) would be."""
         with self._lock:
-            yield
+            saved = dict(self._instances), dict(self._timers), dict(self._runs), set(self._resume_keys)
+            try:
+                yield
+            except BaseException:
+                self._instances, self._timers, self._runs, self._resume_keys = saved
+                raise
 
     def writes_alone(self) -> bool:
         return False
@@ -77,6 +89,8 @@ class MemoryStorage:
         clone = copy.copy(instance)
         clone.active_steps = set(instance.active_steps)
         clone.completed_steps = set(instance.completed_steps)
+        clone.completion_order = list(instance.completion_order)
+        clone.compensation = copy.deepcopy(instance.compensation)
         clone.waiting_steps = dict(instance.waiting_steps)
         clone.pending_joins = set(instance.pending_joins)
         clone.step_configs = dict(instance.step_configs)
@@ -110,12 +124,18 @@ class MemoryStorage:
                 self._runs.pop((instance.pk, release), None)
             self.write_runs(instance, runs)
             if instance.status.is_finished:  # its queued runs and its timers go with it
-                for key, run in list(self._runs.items()):
-                    if key[0] == instance.pk and run.state != CLAIMED:
-                        del self._runs[key]
+                self._drop_runs(instance.pk, set())
                 for pk, timer in list(self._timers.items()):
                     if timer.instance_pk == instance.pk:
                         del self._timers[pk]
+            elif instance.status == Status.COMPENSATING:  # so do the queued runs of the steps it left
+                self._drop_runs(instance.pk, {s.registry_name() for s in instance.active_steps})
+
+    def _drop_runs(self, instance_pk: Any, keep: set[str]) -> None:
+        """Remove the instance's unclaimed runs of steps not in ``keep`` (a claimed one ends with its outcome)."""
+        for key, run in list(self._runs.items()):
+            if key[0] == instance_pk and run.state != CLAIMED and run.step not in keep:
+                del self._runs[key]
 
     def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
                           holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
@@ -193,23 +213,113 @@ class MemoryStorage:
         with self._lock:
             for effect, due in timers:
                 pk = next(self._ids)
-                self._timers[pk] = Timer(pk, instance.pk, effect.step.registry_name(), effect.purpose, due,
-                                         effect.attempt)
+                step = effect.step.registry_name() if effect.step is not None else ""
+                self._timers[pk] = Timer(pk, instance.pk, step, effect.purpose, due, effect.attempt)
                 added.append(self._timers[pk])
         return added
 
-    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
-        due = sorted((t for t in self._timers.values() if t.due <= now), key=lambda t: (t.due, t.pk))
+    def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
+        def wanted(timer: Timer) -> bool:
+            if instance_pk is not None:
+                return bool(timer.instance_pk == instance_pk)
+            owner = self._instances.get(timer.instance_pk)
+            return owner is None or owner.status != Status.PAUSED
+
+        due = sorted((t for t in self._timers.values() if t.due <= now and wanted(t)), key=lambda t: (t.due, t.pk))
         return due[:limit]
 
     def claim_timer(self, timer: Timer) -> bool:
         with self._lock:
             return self._timers.pop(timer.pk, None) is not None
 
+    def delete_timers(self, instance: Instance) -> None:
+        with self._lock:
+            for pk in [pk for pk, t in self._timers.items() if t.instance_pk == instance.pk]:
+                del self._timers[pk]
+
+    def retry_timer_steps(self, instance_pk: Any) -> set[str]:
+        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == "retry"}
+
+    def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        with self._lock:
+            runs = {key: run for key, run in self._runs.items() if key[0] == instance_pk and key[1] in renamed}
+            for key in runs:
+                del self._runs[key]
+            for key, run in runs.items():
+                self._runs.setdefault((instance_pk, renamed[key[1]]), dataclasses.replace(run, step=renamed[key[1]]))
+            for pk, t in list(self._timers.items()):
+                if t.instance_pk == instance_pk and t.step in renamed:
+                    self._timers[pk] = Timer(t.pk, t.instance_pk, renamed[t.step], t.purpose, t.due, t.attempt)
+
+    # ---- schedules -----------------------------------------------------------------------------------
+    def schedule_states(self) -> dict[tuple[str, str], ScheduleState]:
+        return dict(self._schedules)
+
+    def see_schedule(self, workflow: str, name: str, next_tick: datetime) -> None:
+        with self._lock:
+            state = self._schedules.get((workflow, name))
+            if state is None or state.next_tick is None:
+                self._schedules[(workflow, name)] = ScheduleState(workflow, name, next_tick,
+                                                                  state.paused if state else False)
+
+    def lock_schedule(self, workflow: str, name: str) -> ScheduleState | None:
+        return self._schedules.get((workflow, name))  # atomic() holds the storage's lock
+
+    def claim_tick(self, workflow: str, name: str, tick: datetime) -> bool:
+        with self._lock:
+            if (workflow, name, tick) in self.ticks:
+                return False
+            self.ticks[(workflow, name, tick)] = None
+            return True
+
+    def record_tick(self, workflow: str, name: str, tick: datetime, next_tick: datetime,
+                    instance: Instance | None, error: str) -> None:
+        with self._lock:
+            self.ticks[(workflow, name, tick)] = instance.id if instance is not None else None
+            state = self._schedules[(workflow, name)]
+            self._schedules[(workflow, name)] = ScheduleState(
+                workflow, name, next_tick, state.paused, tick, instance.id if instance else state.last_instance)
+
+    def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
+        with self._lock:
+            state = self._schedules.get((workflow, name))
+            self._schedules[(workflow, name)] = ScheduleState(
+                workflow, name, next_tick, paused, state.last_tick if state else None,
+                state.last_instance if state else None)
+
     def timers(self) -> list[Timer]:
         return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        with self._lock:
+            if (instance.pk, key) in self._resume_keys:
+                return False
+            self._resume_keys.add((instance.pk, key))
+            return True
+
+    def _children(self, pk: Any, step: str | None = None) -> list[Instance]:
+        return sorted((i for i in self._instances.values()
+                       if i.parent_pk == pk and (step is None or i.parent_step == step)), key=lambda i: i.pk)
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        return any(i.status.is_active for i in self._children(pk, step))
+
+    def children_of(self, pk: Any, step: str) -> list[ChildSummary]:
+        return [ChildSummary(i.id, i.workflow.name, i.status.value, i.error, dict(i.context.steps))
+                for i in self._children(pk, step)]
+
+    def lock_active_descendants(self, pk: Any) -> list[Any]:
+        return self.active_descendants(pk)  # one lock guards everything
+
+    def active_descendants(self, pk: Any) -> list[Any]:
+        found: list[Any] = []
+        frontier = [pk]
+        while frontier:
+            frontier = [i.pk for parent in frontier for i in self._children(parent) if i.status.is_active]
+            found.extend(frontier)
+        return found
+
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
         statuses: set[str] | None = None
         if "status" in filters:
             statuses = {Status(filters.pop("status"))}
@@ -222,4 +332,5 @@ class MemoryStorage:
                  if (workflow is None or i.workflow.name == workflow)
                  and (statuses is None or i.status in statuses)
                  and (version is None or i.workflow_version == version)]
-        return [self._copy(i) for i in sorted(found, key=lambda i: i.pk, reverse=True)]
+        newest = sorted(found, key=lambda i: i.pk, reverse=True)
+        return [self._copy(i) for i in (newest if limit is None else newest[:limit])]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from hephaestus_django.core.exceptions import UnknownWorkflow, WorkflowDefinitionError
@@ -10,6 +13,31 @@ if TYPE_CHECKING:
     from hephaestus_django.core.workflow import BaseWorkflow
 
 _workflows: dict[str, type[BaseWorkflow]] = {}
+_collected: ContextVar[list[WorkflowDefinitionError] | None] = ContextVar("hephaestus_collected", default=None)
+
+
+@contextmanager
+def collect_definition_errors() -> Iterator[list[WorkflowDefinitionError]]:
+    """Record definition errors instead of raising them, so one import reports every broken workflow.
+
+    While the block runs, a workflow class that fails validation is appended to the yielded list,
+    left unregistered and marked broken (using it raises its error), and the module's import goes
+    on to the next class. Autodiscovery imports each app's ``workflows`` module this way.
+    """
+    errors: list[WorkflowDefinitionError] = []
+    token = _collected.set(errors)
+    try:
+        yield errors
+    finally:
+        _collected.reset(token)
+
+
+def report(error: WorkflowDefinitionError) -> None:
+    """Raise ``error``, or record it when :func:`collect_definition_errors` is active."""
+    errors = _collected.get()
+    if errors is None:
+        raise error
+    errors.append(error)
 
 
 def register(workflow: type[BaseWorkflow]) -> None:

@@ -10,9 +10,12 @@ Pure Python (no Django); the admin, the API and ``hephaestus_graph`` call it::
     render.ascii(graph)                         # layers in topological order, edges listed
     render.svg(graph, states)                   # inline <svg>, no JS, no external files
 
-``states`` maps steps (classes or registry names) to ``completed``, ``active``, ``waiting`` or
-``pending``; :func:`step_states` builds it from an instance. Every function is iterative, so
-graphs of thousands of steps render without touching the recursion limit.
+``states`` maps steps (classes or registry names) to ``completed``, ``active``, ``waiting``,
+``failed``, ``cancelled``, ``skipped`` (a branch not taken), ``pending`` or ``compensated``
+(completed, then undone by its compensation); :func:`step_states` builds it from an instance.
+Children steps (``ChildrenStep``: they start child workflows) are marked in every format: a
+subroutine box in Mermaid, a double border in DOT, a note in the text, a stacked box in SVG. Every
+function is iterative, so graphs of thousands of steps render without touching the recursion limit.
 """
 
 from __future__ import annotations
@@ -24,22 +27,46 @@ from html import escape as _xml_escape
 from typing import Any
 
 from hephaestus_django.core.base import Step
+from hephaestus_django.core.children import is_children_step
 from hephaestus_django.core.graph import Edge, Graph
 
-__all__ = ["MARKERS", "STATES", "ascii", "dot", "layers", "mermaid", "step_states", "svg"]
+__all__ = ["DESCRIPTIONS", "MARKERS", "STATES", "ascii", "dot", "layers", "legend_states", "mermaid", "step_states",
+           "svg"]
 
 COMPLETED, ACTIVE, WAITING, PENDING = "completed", "active", "waiting", "pending"
+FAILED, CANCELLED, SKIPPED = "failed", "cancelled", "skipped"
+#: A completed step whose compensation ran (SPEC §10).
+COMPENSATED = "compensated"
 #: Every state a step can be drawn in.
-STATES = (COMPLETED, ACTIVE, WAITING, PENDING)
+STATES = (COMPLETED, ACTIVE, WAITING, FAILED, CANCELLED, SKIPPED, PENDING, COMPENSATED)
+#: What each state means (the legends say it).
+DESCRIPTIONS = {
+    COMPLETED: "ran and finished",
+    ACTIVE: "running, queued or due to retry",
+    WAITING: "paused for an event or a timer",
+    FAILED: "failed the instance",
+    CANCELLED: "stopped before it finished",
+    SKIPPED: "a branch not taken",
+    PENDING: "not reached yet",
+    COMPENSATED: "undone by its compensation",
+}
 #: Markers of the text rendering.
-MARKERS = {COMPLETED: "[x]", ACTIVE: "[>]", WAITING: "[~]", PENDING: "[ ]"}
-#: (fill, stroke, text) colours of each state, shared by DOT, Mermaid and SVG.
+MARKERS = {COMPLETED: "[x]", ACTIVE: "[>]", WAITING: "[~]", FAILED: "[!]", CANCELLED: "[-]", SKIPPED: "[/]",
+           PENDING: "[ ]", COMPENSATED: "[<]"}
+#: (fill, stroke, text) colours of each state, shared by DOT, Mermaid and SVG (text on its fill:
+#: contrast at least 7:1).
 COLOURS = {
     COMPLETED: ("#d3f0da", "#2e7d32", "#1b4d20"),
     ACTIVE: ("#d6e8ff", "#1565c0", "#0d3c75"),
     WAITING: ("#fff0c2", "#b26a00", "#5f3a00"),
+    FAILED: ("#fde0dc", "#c62828", "#7f1d1d"),
+    CANCELLED: ("#e4e4e7", "#3f3f46", "#27272a"),
+    SKIPPED: ("#fafafa", "#a1a1aa", "#52525b"),
     PENDING: ("#f4f4f5", "#9e9ea7", "#3f3f46"),
+    COMPENSATED: ("#efe3f7", "#6a1b9a", "#3d0f59"),
 }
+#: Dashed outlines: steps that will not run.
+DASHES = {CANCELLED: "2 3", SKIPPED: "5 4"}
 _PLAIN = ("#ffffff", "#52525b", "#18181b")
 
 StatesArg = Mapping[Any, str] | None
@@ -57,32 +84,106 @@ def _graph_for(instance: Any) -> Graph:
 
 
 def step_states(instance: Any = None, *, graph: Graph | None = None, completed: Iterable[Any] = (),
-                active: Iterable[Any] = (), waiting: Iterable[Any] = ()) -> dict[type[Step], str]:
-    """The state of every step of the graph: ``completed``, ``active``, ``waiting`` or ``pending``.
+                active: Iterable[Any] = (), waiting: Iterable[Any] = (), failed: Iterable[Any] = (),
+                cancelled: Iterable[Any] = (), compensated: Iterable[Any] = (),
+                history: Iterable[tuple[Any, str]] | None = None) -> dict[type[Step], str]:
+    """The state of every step of the graph (one of :data:`STATES`).
 
     ``instance`` is a core ``Instance`` or anything with the same attributes holding registry
-    names (a ``WorkflowInstance`` row: ``workflow`` may then be the registry name). Without an
-    instance, pass ``graph`` and the ``completed``/``active``/``waiting`` steps (classes or names).
+    names (a ``WorkflowInstance`` row: ``workflow`` may then be the registry name). From an
+    instance: the step that failed a ``failed`` instance is ``failed`` (and steps still in flight
+    then are ``cancelled``); what was active or waiting when an instance was cancelled is
+    ``cancelled``; a step that can no longer run (not reachable from anything active, waiting,
+    failed or cancelled) is ``skipped``; the rest is ``pending``. ``history`` -- ``(step, kind)``
+    pairs of its entries, in order -- pins down which steps failed or were stopped.
+
+    Without an instance, pass ``graph`` and the ``completed``/``active``/``waiting``/``failed``/
+    ``cancelled`` steps (classes or names); every other step is ``pending``.
     """
+    infer = instance is not None
     if instance is not None:
         graph = graph if graph is not None else _graph_for(instance)
         completed = instance.completed_steps
         active = instance.active_steps
         waiting = instance.waiting_steps
+        failed, cancelled = _stopped(graph, instance, history)
+        compensated = _compensated(getattr(instance, "compensation", None))
     if graph is None:
         raise TypeError("step_states() needs an instance or a graph")
-    done, running, paused = (_resolve(graph, steps) for steps in (completed, active, waiting))
+    done, running, paused, broken, stopped, undone = (
+        _resolve(graph, steps) for steps in (completed, active, waiting, failed, cancelled, compensated))
     states: dict[type[Step], str] = {}
     for node in graph.nodes:
-        if node in done:
+        if node in undone:
+            states[node] = COMPENSATED
+        elif node in done:
             states[node] = COMPLETED
+        elif node in broken:
+            states[node] = FAILED
+        elif node in stopped:
+            states[node] = CANCELLED
         elif node in paused:
             states[node] = WAITING
         elif node in running:
             states[node] = ACTIVE
         else:
             states[node] = PENDING
+    if infer:
+        _mark_skipped(graph, instance, states)
     return states
+
+
+def legend_states(marked: Mapping[Any, str]) -> list[str]:
+    """The states a legend lists: every one, but ``compensated`` only where a step is."""
+    return [s for s in STATES if s != COMPENSATED or COMPENSATED in marked.values()]
+
+
+def _compensated(saga: Any) -> list[Any]:
+    """The steps whose compensation ran: from a core ``Compensation`` or a row's JSON."""
+    if saga is None:
+        return []
+    if isinstance(saga, dict):
+        return list(saga.get("done", []))
+    return list(saga.done)
+
+
+def _stopped(graph: Graph, instance: Any, history: Iterable[tuple[Any, str]] | None,
+             ) -> tuple[set[type[Step]], set[type[Step]]]:
+    """(failed, cancelled) steps of a finished instance."""
+    status = str(getattr(instance, "status", ""))
+    if status not in (FAILED, CANCELLED):
+        return set(), set()
+    done = _resolve(graph, instance.completed_steps)
+    last: dict[type[Step], str] = {}
+    for name, kind in history or ():
+        step = graph.step(name) if name else None
+        if step is not None:
+            last[step] = str(kind)
+    current = graph.step(instance.current_step) if instance.current_step else None
+    in_flight = _resolve(graph, instance.active_steps) - done
+    if status == FAILED:
+        failed = {s for s, kind in last.items() if kind == FAILED and s in in_flight | {current}} - done
+        if not failed and current is not None and current not in done:
+            failed = {current}
+        return failed, in_flight - failed
+    unfinished = {s for s, kind in last.items() if kind in ("paused", "retrying")}
+    cancelled = in_flight | unfinished
+    if current is not None:
+        cancelled.add(current)
+    return set(), cancelled - done
+
+
+def _mark_skipped(graph: Graph, instance: Any, states: dict[type[Step], str]) -> None:
+    """Pending steps that nothing still open can reach are branches not taken."""
+    if str(getattr(instance, "status", "")) == PENDING:
+        return
+    frontier = {s for s, state in states.items() if state in (ACTIVE, WAITING, FAILED, CANCELLED)}
+    frontier |= _resolve(graph, getattr(instance, "pending_joins", ()))
+    mask = graph.can_run_mask(frontier)
+    index = graph.index
+    for node, state in states.items():
+        if state == PENDING and node not in frontier and not (mask >> index[node]) & 1:
+            states[node] = SKIPPED
 
 
 def _resolve(graph: Graph, steps: Iterable[Any]) -> set[type[Step]]:
@@ -160,16 +261,18 @@ def mermaid(graph: Graph, states: StatesArg = None) -> str:
     lines = ["flowchart TD"]
     for node in graph.nodes:
         label = _mermaid_text(labels[node])
-        shape = f'(["{label}"])' if node.is_terminal else f'["{label}"]'
+        shape = f'(["{label}"])' if node.is_terminal else f'[["{label}"]]' if is_children_step(node) \
+            else f'["{label}"]'
         lines.append(f"    {ids[node]}{shape}")
     for edge in graph.edges:
         arrow = "-.->" if edge.routed else "-->"
         lines.append(f'    {ids[edge.source]} {arrow}|"{_mermaid_text(edge.event)}"| {ids[edge.target]}')
     if marked is not None:
-        for state in STATES:
+        for state in legend_states(marked):
             fill, stroke, colour = COLOURS[state]
-            lines.append(f"    classDef {state} fill:{fill},stroke:{stroke},color:{colour}")
-        for state in STATES:
+            dash = f",stroke-dasharray:{DASHES[state]}" if state in DASHES else ""
+            lines.append(f"    classDef {state} fill:{fill},stroke:{stroke},color:{colour}{dash}")
+        for state in legend_states(marked):
             members = [ids[n] for n in graph.nodes if marked[n] == state]
             if members:
                 lines.append(f"    class {','.join(members)} {state}")
@@ -196,10 +299,13 @@ def dot(graph: Graph, states: StatesArg = None) -> str:
         attrs = [f"label={_dot_text(labels[node])}", f"tooltip={_dot_text(node.registry_name())}"]
         if node.is_terminal:
             attrs.append('shape=box, style="rounded,filled,bold"')
+        if is_children_step(node):
+            attrs.append("peripheries=2")
         if marked is not None:
             fill, stroke, colour = COLOURS[marked[node]]
+            style = ', style="rounded,filled,dashed"' if marked[node] in DASHES else ""
             attrs.append(f'fillcolor="{fill}", color="{stroke}", fontcolor="{colour}", '
-                         f"class={_dot_text(marked[node])}")
+                         f"class={_dot_text(marked[node])}{style}")
         lines.append(f"    {ids[node]} [{', '.join(attrs)}];")
     for edge in graph.edges:
         style = ", style=dashed" if edge.routed else ""
@@ -212,8 +318,9 @@ def dot(graph: Graph, states: StatesArg = None) -> str:
 def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the format's name
     """The DAG as text: layers in topological order, each step with its outgoing edges.
 
-    With ``states`` every step is prefixed by ``[x]`` completed, ``[>]`` active, ``[~]``
-    waiting or ``[ ]`` pending, and a legend ends the text.
+    With ``states`` every step is prefixed by its marker (``[x]`` completed, ``[>]`` active, ``[~]``
+    waiting, ``[!]`` failed, ``[-]`` cancelled, ``[/]`` skipped, ``[ ]`` pending), and a legend
+    ends the text.
     """
     labels, marked = _labels(graph), _normalise(graph, states)
     grouped = _grouped_edges(graph)
@@ -225,6 +332,8 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
             notes = []
             if node is graph.start:
                 notes.append("start")
+            if is_children_step(node):
+                notes.append("starts child workflows")
             preds = graph.preds.get(node, [])
             if len(preds) > 1:
                 notes.append("join of " + ", ".join(labels[p] for p in preds))
@@ -238,7 +347,7 @@ def ascii(graph: Graph, states: StatesArg = None) -> str:  # noqa: A001 - the fo
                 lines.append(f"      --{event}--> {targets}{kind}")
     if marked is not None:
         lines.append("")
-        lines.append("legend: " + "  ".join(f"{MARKERS[s]} {s}" for s in STATES))
+        lines.append("legend: " + "  ".join(f"{MARKERS[s]} {s}" for s in legend_states(marked)))
     return "\n".join(lines) + "\n"
 
 
@@ -250,6 +359,8 @@ _DUMMY_GAP = 14
 _V_GAP = 64
 _MARGIN = 20
 _LEGEND_HEIGHT = 28
+_LEGEND_ITEM = 110.0
+_LEGEND_PER_ROW = 4
 #: Above this many bend points, long edges are drawn straight (huge graphs stay cheap to lay out).
 _MAX_BENDS = 20_000
 
@@ -369,21 +480,23 @@ def _text_width(text: str) -> float:
     return len(text) * _CHAR_WIDTH
 
 
-def svg(graph: Graph, states: StatesArg = None) -> str:
+def svg(graph: Graph, states: StatesArg = None, *, legend: bool = True) -> str:
     """A self-contained ``<svg>`` of the graph (layered, top-down): rounded boxes named after
-    their steps, arrows labelled with events, boxes filled by ``states`` when given."""
+    their steps, arrows labelled with events, boxes filled by ``states`` when given (each node's
+    state also in its ``data-state``), with a legend of the states unless ``legend=False`` (a page
+    that draws its own)."""
     labels, marked = _labels(graph), _normalise(graph, states)
     widths = {node: max(84.0, _text_width(labels[node]) + 28) for node in graph.nodes}
     layout = _Layout(graph, widths)
     xs = layout.x
     left = min((xs[v] - layout.width[v] / 2 for v in range(len(xs))), default=0.0)
     right = max((xs[v] + layout.width[v] / 2 for v in range(len(xs))), default=0.0)
-    legend_width = 4 * 110.0 if marked is not None else 0.0
+    legend_rows = -(-len(legend_states(marked)) // _LEGEND_PER_ROW) if marked is not None and legend else 0
+    legend_width = _LEGEND_PER_ROW * _LEGEND_ITEM if legend_rows else 0.0
     width = max(right - left, legend_width, 120.0) + 2 * _MARGIN
     rows = len(layout.rows)
     height = 2 * _MARGIN + rows * _NODE_HEIGHT + max(0, rows - 1) * _V_GAP
-    if marked is not None:
-        height += _LEGEND_HEIGHT + 8
+    height += legend_rows * _LEGEND_HEIGHT + (8 if legend_rows else 0)
 
     def point(v: int) -> tuple[float, float]:
         return xs[v] - left + _MARGIN, _MARGIN + layout.layer[v] * (_NODE_HEIGHT + _V_GAP) + _NODE_HEIGHT / 2
@@ -431,25 +544,34 @@ def svg(graph: Graph, states: StatesArg = None) -> str:
         w = widths[node]
         state = marked[node] if marked is not None else None
         fill, stroke, colour = COLOURS[state] if state is not None else _PLAIN
-        css = f"hx-node hx-{state}" if state else "hx-node"
-        bold = ' stroke-width="2.2"' if node.is_terminal else ' stroke-width="1.4"'
+        css, data = ("hx-node", "") if state is None else (f"hx-node hx-{state}", f' data-state="{state}"')
+        width_attr = ' stroke-width="2.2"' if node.is_terminal or state == FAILED else ' stroke-width="1.4"'
+        dash = f' stroke-dasharray="{DASHES[state]}"' if state in DASHES else ""
         title = node.registry_name() + (f" ({state})" if state else "")
+        children, stack = "", ""
+        if is_children_step(node):  # a second box behind: this step starts child workflows
+            css += " hx-children-step"
+            children = ' data-children="true"'
+            title += " - starts child workflows"
+            stack = (f'<rect class="hx-children-stack" x="{cx - w / 2 + 4:.1f}" y="{cy - _NODE_HEIGHT / 2 - 4:.1f}" '
+                     f'width="{w:.1f}" height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}" '
+                     'stroke-width="1.2"/>')
         out.append(
-            f'<g class="{css}" data-step="{_xml_escape(node.registry_name())}">'
-            f"<title>{_xml_escape(title)}</title>"
+            f'<g class="{css}" data-step="{_xml_escape(node.registry_name())}"{data}{children}>'
+            f"<title>{_xml_escape(title)}</title>{stack}"
             f'<rect x="{cx - w / 2:.1f}" y="{cy - _NODE_HEIGHT / 2:.1f}" width="{w:.1f}" '
-            f'height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}"{bold}/>'
+            f'height="{_NODE_HEIGHT}" rx="10" ry="10" fill="{fill}" stroke="{stroke}"{width_attr}{dash}/>'
             f'<text x="{cx:.1f}" y="{cy + 4.5:.1f}" text-anchor="middle" fill="{colour}">'
             f"{_xml_escape(labels[node])}</text></g>")
 
-    if marked is not None:
-        y = height - _MARGIN - _LEGEND_HEIGHT / 2
-        x = float(_MARGIN)
-        for state in STATES:
-            fill, stroke, _ = COLOURS[state]
-            out.append(f'<g class="hx-legend"><rect x="{x:.1f}" y="{y - 8:.1f}" width="16" height="16" '
-                       f'rx="4" fill="{fill}" stroke="{stroke}"/><text x="{x + 22:.1f}" y="{y + 4.5:.1f}" '
-                       f'fill="#3f3f46">{state}</text></g>')
-            x += 110
+    for number, state in enumerate(legend_states(marked) if marked is not None and legend_rows else ()):
+        row, column = divmod(number, _LEGEND_PER_ROW)
+        y = height - _MARGIN - (legend_rows - row - 0.5) * _LEGEND_HEIGHT
+        x = _MARGIN + column * _LEGEND_ITEM
+        fill, stroke, _ = COLOURS[state]
+        dash = f' stroke-dasharray="{DASHES[state]}"' if state in DASHES else ""
+        out.append(f'<g class="hx-legend" data-state="{state}"><rect x="{x:.1f}" y="{y - 8:.1f}" width="16" '
+                   f'height="16" rx="4" fill="{fill}" stroke="{stroke}"{dash}/><text x="{x + 22:.1f}" '
+                   f'y="{y + 4.5:.1f}" fill="#3f3f46">{state}</text></g>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

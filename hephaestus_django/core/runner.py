@@ -1,9 +1,9 @@
 """The operations behind the facade and the low-level API, written once against a storage.
 
-:class:`Runner` starts, resumes, cancels and retries instances and drives their steps. Every
-write that makes steps runnable also writes their *runs* (see ``core.ports``), and says for each
-one where it executes — the one explicit dispatch decision, :meth:`Runner._plan`, per
-:class:`Mode`:
+:class:`Runner` starts, resumes, cancels, pauses, migrates and retries instances and drives their
+steps. Every write that makes steps runnable also writes their *runs* (see ``core.ports``), and
+says for each one where it executes — the one explicit dispatch decision, :meth:`Runner._plan`,
+per :class:`Mode`:
 
 - ``Mode.here()``: every runnable step runs in this process, one after another (iteratively: no
   recursion however long the workflow). The in-memory runner, Django's immediate backend and the
@@ -14,11 +14,25 @@ one where it executes — the one explicit dispatch decision, :meth:`Runner._pla
   runnable step with the task's routing runs here, written already claimed by this worker in the
   write that applied the previous outcome; the other branches of a fan-out are queued. At most
   ``budget`` steps per task.
+
+Writes may make steps of *other* instances runnable: the children a children step starts, and a
+parent whose children step completes when its last child finishes. Their runs are written in the
+same transaction, planned with the same mode (children of a worker's task are queued, so that
+they run in parallel), and the steps this process runs next carry their instance's key.
+
+Child workflows (``core.children``): the children of a children step are started in the
+transaction that pauses it. Whenever a transaction finishes an instance that has a parent, it
+then locks the parent's row and reads the statuses of the parent's children; the last child to
+finish thus completes the parent's step, exactly once however many finish at the same moment.
+Locks are always taken child first, then parent (cancelling a parent locks its active
+descendants, deepest first, before the parent itself), so these transactions never deadlock.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import logging
 import time
 import uuid
 from collections import deque
@@ -30,14 +44,28 @@ from typing import Any, ClassVar
 
 from hephaestus_django.core import clock, engine, registry, telemetry
 from hephaestus_django.core.base import Step, StepOutcome
-from hephaestus_django.core.effects import RETRY, Effect, ExecuteStep, ScheduleTimer
-from hephaestus_django.core.exceptions import InvalidContext, UnknownWorkflow
+from hephaestus_django.core.children import Child, Spawn, is_children_step
+from hephaestus_django.core.effects import RETRY, Effect, ExecuteStep, ScheduleTimer, StartChildren
+from hephaestus_django.core.exceptions import (
+    AlreadyRunning,
+    HephaestusError,
+    InstanceNotFound,
+    InvalidContext,
+    UnknownWorkflow,
+)
 from hephaestus_django.core.graph import describe
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import CLAIMED, QUEUED, LostRun, Run, Storage, Timer
-from hephaestus_django.core.values import check_storable
-from hephaestus_django.core.workflow import BaseWorkflow
+from hephaestus_django.core.schedules import Schedule
+from hephaestus_django.core.status import Status
+from hephaestus_django.core.values import check_storable, storable_problem
+from hephaestus_django.core.workflow import LIST_LIMIT, BaseWorkflow
+
+logger = logging.getLogger("hephaestus")
+
+#: The longest idempotency key a resume accepts.
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def resolve_workflow(workflow: Any) -> type[BaseWorkflow]:
@@ -87,6 +115,12 @@ class Mode:
     @classmethod
     def chain(cls, budget: int, routing: tuple[str, int]) -> Mode:
         return cls(here=False, budget=budget, routing=routing)
+
+    def for_children(self) -> Mode:
+        """How the first steps of child workflows a write starts are dispatched: here when
+        everything runs here, otherwise queued (a worker's task carries its own instance on and
+        leaves the children to run in parallel)."""
+        return self if self.here else Mode.queue()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +219,22 @@ class Runner:
             self._enqueue(instance.pk, queued, written=self.enqueues_in_transaction)
         return extra
 
+    def _write_state(self, instance: Instance, effects: builtins.list[Effect], mode: Mode, *,
+                     release: type[Step] | None = None) -> list[Item]:
+        """Inside the caller's transaction: store ``instance`` (locked by it) with the runs of the
+        steps ``effects`` make runnable, then write its timers and send its queued runs. Returns
+        the steps this process runs next."""
+        runs, items = self._plan(instance, effects, mode)
+        self.storage.save(instance, runs, release=release.registry_name() if release is not None else None,
+                          extra=self._companions(runs, mode))
+        return items + self._after_write(instance, effects, runs, release, mode)
+
     def _enqueue(self, instance_pk: Any, runs: builtins.list[Run], *, written: bool) -> None:
         """Hand queued runs to the task queue (called inside the transaction that wrote them;
         ``written``: their task rows went in with that write). In memory there is no queue: they
         wait for :meth:`run_pending_steps`."""
 
-    def _run_here(self, instance: Instance, items: builtins.list[Item]) -> int:
+    def _run_here(self, instance: Instance | None, items: builtins.list[Item]) -> int:
         """Run, in this process, the steps a caller's write assigned to it (``Mode.here``)."""
         if not items:
             return 0
@@ -214,53 +258,172 @@ class Runner:
         """Start an instance; returns it as stored after its steps ran here (with ``reload``),
         or as it was when the start committed."""
         wf = resolve_workflow(workflow)
-        checked_id: object = id  # user input: validate at run time
-        if not isinstance(checked_id, str) or not checked_id:
-            raise ValueError(f"'id' must be a non-empty str, not {id!r}")
-        if not isinstance(context, dict):
-            raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
-        check_storable(context, "context")
-        if telemetry_metadata is None:
-            telemetry_metadata = {}
-        if not isinstance(telemetry_metadata, dict):
-            raise ValueError(f"'telemetry_metadata' must be a dict, not {type(telemetry_metadata).__name__}")
-        check_storable(telemetry_metadata, "telemetry_metadata")
-        resolved = wf.resolve_version(context, version)
-        instance = Instance.new(wf, resolved, context, id)
-        instance.telemetry_metadata = dict(telemetry_metadata)
+        instance = new_instance(wf, context, id, version, telemetry_metadata)
         mode = self.caller_mode()
         with telemetry_runner(self.runner_name):
             with telemetry.buffered() as events:  # no workflow_started for a start that is refused
                 effects = engine.start(instance)
                 runs, items = self._plan(instance, effects, mode)
                 with self._write_block(effects, runs, None):
-                    self.storage.create(instance, wf.unique.scope, runs, self._companions(runs, mode))
-                    items = [Item(instance.pk, i.step, i.attempt, i.claimed, i.token) for i in items]  # with its pk
-                    self._after_write(instance, effects, runs, None, mode)
+                    items = self._create(instance, wf.unique.scope, effects, runs, items, mode)
                 events.flush()
             self._run_here(instance, items)
         return self.storage.load_pk(instance.pk, history=True) if reload else instance
 
+    def _create(self, instance: Instance, scope: str, effects: builtins.list[Effect], runs: builtins.list[Run],
+                items: builtins.list[Item], mode: Mode) -> list[Item]:
+        """Insert a new instance with its first runs (planned by :meth:`_plan`), write its timers
+        and send its queued runs; returns the steps this process runs next."""
+        self.storage.create(instance, scope, runs, self._companions(runs, mode))
+        items = [dataclasses.replace(i, instance_pk=instance.pk) for i in items]  # with its key
+        return items + self._after_write(instance, effects, runs, None, mode)
+
     # ---- external events ---------------------------------------------------------------------------
-    def resume(self, id: str, event: Any, *, step: Any = None, workflow: Any = None) -> Instance:
+    def resume(self, id: str, event: Any, *, step: Any = None, data: dict[str, Any] | None = None,
+               idempotency_key: str | None = None, workflow: Any = None) -> Instance:
+        """Complete a waiting step with ``event``; ``data`` goes into its context entry. A resume
+        whose ``idempotency_key`` this instance has seen already does nothing (and raises nothing)."""
+        check_resume_data(data)
+        check_idempotency_key(idempotency_key)
         mode = self.caller_mode()
         with telemetry_runner(self.runner_name):
             with self.storage.atomic():
                 instance = self._load_for_update(id, workflow)
-                effects = engine.resume(instance, event, step)
-                runs, items = self._plan(instance, effects, mode)
-                self.storage.save(instance, runs, extra=self._companions(runs, mode))
-                self._after_write(instance, effects, runs, None, mode)
+                if idempotency_key is not None and not self.storage.claim_resume_key(instance, idempotency_key):
+                    return self.storage.load_pk(instance.pk, history=True)  # a redelivery: as it is
+                was_active = instance.status.is_active
+                effects = engine.resume(instance, event, step, data=data)
+                items = self._write_state(instance, effects, mode)
+                items += self._finished_now(instance, was_active, mode)
             self._run_here(instance, items)
         return self.storage.load_pk(instance.pk, history=True)
 
-    def cancel(self, id: str, *, workflow: Any = None) -> Instance:
-        """Cancel: the instance's queued runs and its timers go in the same write."""
+    def cancel(self, id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:
+        """Cancel the instance and its active children (and theirs); with ``compensate`` the
+        compensations of its completed steps run first. Their queued runs and their timers go in
+        the same transaction (a queued task or a deferred fire finds nothing).
+
+        The children are locked before the instance (the order in which a finishing child locks
+        itself, then its parent). Children started between that and the instance's lock make the
+        transaction start over, so that they are locked first too.
+        """
+        mode = self.caller_mode()
+        with telemetry_runner(self.runner_name):
+            for attempt in range(1, _CANCEL_ATTEMPTS + 1):
+                try:
+                    instance, items = self._cancel_tree(id, workflow, compensate, mode,
+                                                        last=attempt == _CANCEL_ATTEMPTS)
+                except _StartOver:
+                    continue
+                break
+            self._run_here(instance, items)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def _cancel_tree(self, id: str, workflow: Any, compensate: bool, mode: Mode, *,
+                     last: bool) -> tuple[Instance, builtins.list[Item]]:
+        with self.storage.atomic():
+            target = self.storage.load(id, self._workflow_name(workflow), history=False)
+            spawns = any(is_children_step(s) for s in engine.graph_of(target).nodes)
+            descendants = self.storage.lock_active_descendants(target.pk) if spawns else []
+            instance = self.storage.load_pk(target.pk, for_update=True, history=False)
+            if spawns:  # under the instance's lock no child can start any more
+                locked = set(descendants)
+                late = [pk for pk in self.storage.active_descendants(target.pk) if pk not in locked]
+                if late and not last:
+                    raise _StartOver
+                descendants += late
+            was_active = instance.status.is_active
+            effects = engine.cancel(instance, compensate)
+            runs, items = self._plan(instance, effects, mode)  # a compensation to run
+            self.storage.save(instance, runs, extra=self._companions(runs, mode))
+            self._cancel_all(descendants)  # each write drops the child's queued runs and its timers
+            if instance.status.is_active:  # compensating: the timers of the steps it left go too
+                self.storage.delete_timers(instance)
+            items += self._after_write(instance, effects, runs, None, mode)
+            return instance, items + self._finished_now(instance, was_active, mode)
+
+    def _cancel_all(self, pks: Iterable[Any]) -> builtins.list[Instance]:
+        """Cancel the instances ``pks`` (locked already) that are still active."""
+        cancelled = []
+        for pk in pks:
+            try:
+                child = self.storage.load_pk(pk, for_update=True, history=False)
+            except (InstanceNotFound, UnknownWorkflow):
+                continue
+            if child.status.is_active:
+                engine.cancel(child)
+                self.storage.save(child)
+                cancelled.append(child)
+        return cancelled
+
+    def pause(self, id: str, *, workflow: Any = None) -> Instance:
+        """Pause: its runs stay (a worker that takes one puts it back, see :func:`engine.may_run_later`)."""
         with telemetry_runner(self.runner_name), self.storage.atomic():
             instance = self._load_for_update(id, workflow)
-            engine.cancel(instance)
+            engine.pause(instance)
             self.storage.save(instance)
         return self.storage.load_pk(instance.pk, history=True)
+
+    def unpause(self, id: str, *, workflow: Any = None) -> Instance:
+        """Unpause, dispatch the steps that became runnable and fire the timers that fell due.
+
+        A step keeps its run and attempt: a run put back while the instance was paused is sent
+        again; one still claimed (its step was executing), still in the queue or throttled is
+        left as it is; a step made runnable while paused gets its first run; a step waiting for
+        its retry timer runs when that timer fires."""
+        mode = self.caller_mode()
+        with telemetry_runner(self.runner_name):
+            with self.storage.atomic():
+                instance = self._load_for_update(id, workflow)
+                effects = engine.unpause(instance)
+                retrying = self.storage.retry_timer_steps(instance.pk)
+                present = {run.step: run for run in self.storage.runs(instance.pk)}
+                wanted: builtins.list[Effect] = []
+                for effect in effects:
+                    if not isinstance(effect, ExecuteStep):
+                        wanted.append(effect)
+                        continue
+                    run = present.get(effect.step.registry_name())
+                    if effect.step.registry_name() in retrying:
+                        continue
+                    if run is None:
+                        wanted.append(effect)
+                    elif run.state == QUEUED and not run.enqueued:
+                        wanted.append(ExecuteStep(effect.step, run.attempt))
+                items = self._write_state(instance, wanted, mode)
+                due = self.storage.due_timers(clock.now(), instance_pk=instance.pk)
+                for step in [s for s in instance.waiting_steps if is_children_step(s)]:
+                    # its children may have finished while the instance was paused
+                    items += self._complete_children_step(instance, step, mode)
+            self._run_here(instance, items)
+            for timer in due:
+                self.fire_timer(timer)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def migrate(self, id: str, *, to_version: Any, step_map: Any = None, workflow: Any = None) -> Instance:
+        """Move an active instance to another version of its workflow (``MigrationError``: nothing changed)."""
+        instance = self.storage.load(id, self._workflow_name(workflow), history=False)
+        self.migrate_pk(instance.pk, to_version=to_version, step_map=step_map)
+        return self.storage.load_pk(instance.pk, history=True)
+
+    def migrate_pk(self, pk: Any, *, to_version: Any, step_map: Any = None) -> Instance:
+        """:meth:`migrate` of the instance stored under ``pk``; returns it as migrated (no history).
+        Its runs and timers follow the steps a ``step_map`` renames."""
+        mode = self.caller_mode()
+        with telemetry_runner(self.runner_name):
+            with self.storage.atomic():
+                instance = self.storage.load_pk(pk, for_update=True, history=False)
+                effects, renamed = engine.migrate(instance, to_version, step_map)
+                if renamed:
+                    self.storage.rename_steps(instance.pk, renamed)
+                items = self._write_state(instance, effects, mode)
+            self._run_here(instance, items)
+        return instance
+
+    def plan_migration(self, instance: Instance, *, to_version: Any, step_map: Any = None) -> dict[str, str]:
+        """What :meth:`migrate` would do to ``instance``: {step now: step after}, or ``MigrationError``."""
+        mapping = engine.plan_migration(instance, to_version, step_map)
+        return {old.registry_name(): new.registry_name() for old, new in mapping.items()}
 
     def retry(self, id: str, *, workflow: Any = None) -> Instance:
         mode = self.caller_mode()
@@ -268,17 +431,23 @@ class Runner:
             with self.storage.atomic():
                 instance = self._load_for_update(id, workflow)
                 effects = engine.retry(instance)
-                runs, items = self._plan(instance, effects, mode)
-                self.storage.save(instance, runs, extra=self._companions(runs, mode))
-                self._after_write(instance, effects, runs, None, mode)
+                items = self._write_state(instance, effects, mode)
+                for step in [s for s in instance.waiting_steps if is_children_step(s)]:
+                    # its children may have finished while the instance was failed
+                    items += self._complete_children_step(instance, step, mode)
             self._run_here(instance, items)
         return self.storage.load_pk(instance.pk, history=True)
 
     def get(self, id: str, *, workflow: Any = None) -> Instance:
         return self.storage.load(id, self._workflow_name(workflow), history=True)
 
-    def list(self, workflow: Any = None, **filters: Any) -> builtins.list[Instance]:
-        return self.storage.list(self._workflow_name(workflow), **filters)
+    def list(self, workflow: Any = None, *, limit: int | None = LIST_LIMIT, **filters: Any) -> builtins.list[Instance]:
+        """The newest instances (of ``workflow``), at most ``limit`` (``None``: every one); their
+        history is read only if somebody looks at it."""
+        checked: object = limit  # user input: validate at run time
+        if checked is not None and (isinstance(checked, bool) or not isinstance(checked, int) or checked < 1):
+            raise ValueError(f"'limit' must be a positive int or None, not {limit!r}")
+        return self.storage.list(self._workflow_name(workflow), limit=limit, **filters)
 
     def _workflow_name(self, workflow: Any) -> str | None:
         return None if workflow is None else resolve_workflow(workflow).name
@@ -297,7 +466,8 @@ class Runner:
 
     def _drive(self, instance: Instance | None, items: builtins.list[Item], mode: Mode) -> int:
         """Run ``items`` here, one after another, and every step their outcomes assign to this
-        process; returns how many steps ran. Each outcome is committed before the next step runs."""
+        process (of this instance or of others: children, a parent); returns how many steps ran.
+        Each outcome is committed before the next step runs."""
         queue = deque(items)
         ran = 0
         with self._holding() as holding:
@@ -353,6 +523,8 @@ class Runner:
         except UnknownWorkflow as exc:
             self._unknown_workflow(item.instance_pk, exc)
             return None
+        except InstanceNotFound:  # deleted meanwhile
+            return None
         if state != CLAIMED:
             return None
         return loaded if load else _NOT_LOADED
@@ -384,8 +556,9 @@ class Runner:
         stored revision is still the snapshot's and this worker still holds the step's run (one
         statement, no prior read). Otherwise the outcome is applied again onto the current state,
         read under a row lock — or dropped, when the step is no longer active or its run was
-        taken from this worker (recovery counted the attempt lost). An outcome that cannot be
-        stored (the write fails on its values) is recorded as a failure of the step instead.
+        taken from this worker (recovery counted the attempt lost). An outcome that starts
+        children is applied under the lock at once. An outcome that cannot be stored (the write
+        fails on its values) is recorded as a failure of the step instead.
         """
         mode = mode or self.caller_mode()
         try:
@@ -399,13 +572,18 @@ class Runner:
                mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
         name = step.registry_name()
         with telemetry.buffered() as events:
-            if engine.is_applicable(instance, step):
+            spawns = isinstance(outcome.result, Spawn) and outcome.error is None  # children need the lock first
+            if not spawns and engine.is_applicable(instance, step):
+                was_active = instance.status.is_active
                 effects = engine.apply_outcome(instance, step, outcome, attempt) or []
                 runs, items = self._plan(instance, effects, mode)
-                with self._write_block(effects, runs, step):
+                tells_parent = self._tells_parent(instance, was_active)
+                with self._write_block(effects, runs, step, alone=not tells_parent):
                     if self.storage.save_if_unchanged(instance, runs, release=name, holder=(self.worker_id, attempt),
                                                       extra=self._companions(runs, mode)):
                         items += self._after_write(instance, effects, runs, step, mode)
+                        if tells_parent:
+                            items += self._finished_now(instance, was_active, mode)
                         written = True
                     else:
                         written = False
@@ -414,17 +592,17 @@ class Runner:
                     return instance, items
                 events.discard()
             with self.storage.atomic():
-                result = self._apply_fresh(instance.pk, step, outcome, attempt, mode)
+                result = self._apply_fresh(instance.pk, step, outcome, attempt, mode, events)
             events.flush()
         return result
 
-    def _write_block(self, effects: builtins.list[Effect], runs: builtins.list[Run],
-                     released: type[Step] | None) -> AbstractContextManager[Any]:
+    def _write_block(self, effects: builtins.list[Effect], runs: builtins.list[Run], released: type[Step] | None,
+                     *, alone: bool = True) -> AbstractContextManager[Any]:
         """The transaction around a write and what follows it, or none when the write is a single
         statement the storage can make on its own (the common step transition on PostgreSQL: one
         round trip instead of BEGIN, the statement and COMMIT): no timer to add, no slot to free,
-        no task row to write beside it."""
-        if (not self.storage.writes_alone()
+        no task row to write beside it, no parent to tell (``alone``)."""
+        if (not alone or not self.storage.writes_alone()
                 or any(isinstance(e, ScheduleTimer) for e in effects)
                 or (released is not None and released.concurrency_limit)):
             return self.storage.atomic()
@@ -434,25 +612,46 @@ class Runner:
                       mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
         with telemetry.buffered() as events:
             with self.storage.atomic():
-                result = self._apply_fresh(instance_pk, step, outcome, attempt, mode)
+                result = self._apply_fresh(instance_pk, step, outcome, attempt, mode, events)
             events.flush()
         return result
 
     def _apply_fresh(self, instance_pk: Any, step: type[Step], outcome: StepOutcome, attempt: int,
-                     mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
+                     mode: Mode, events: telemetry.buffered) -> tuple[Instance | None, builtins.list[Item]]:
         """Apply onto the instance read under a row lock (inside the caller's transaction)."""
-        name = step.registry_name()
         fresh = self.storage.load_pk(instance_pk, for_update=True, history=False)
-        if not self.storage.holds(instance_pk, name, self.worker_id, attempt):
+        if not self.storage.holds(instance_pk, step.registry_name(), self.worker_id, attempt):
             return None, []  # the attempt was counted lost and re-dispatched: this outcome is not applied
+        return self._apply_onto(fresh, step, outcome, attempt, mode, events)
+
+    def _apply_onto(self, fresh: Instance, step: type[Step], outcome: StepOutcome, attempt: int, mode: Mode,
+                    events: telemetry.buffered) -> tuple[Instance | None, builtins.list[Item]]:
+        """Apply ``outcome`` onto ``fresh`` (its row locked by this transaction, the step's run held
+        by this worker) and store it; start the children it asks for (all or none: a child that
+        cannot start makes the outcome a failure of the step)."""
+        name = step.registry_name()
+        was_active = fresh.status.is_active
         effects = engine.apply_outcome(fresh, step, outcome, attempt)
         if effects is None:
-            self.storage.release(instance_pk, name, worker=self.worker_id)
+            self.storage.release(fresh.pk, name, worker=self.worker_id)
             return None, []
-        runs, items = self._plan(fresh, effects, mode)
-        self.storage.save(fresh, runs, release=name, extra=self._companions(runs, mode))
-        items += self._after_write(fresh, effects, runs, step, mode)
-        return fresh, items
+        started: builtins.list[Item] = []
+        spawns = [e for e in effects if isinstance(e, StartChildren)]
+        if spawns:
+            try:
+                with self.storage.atomic():  # a savepoint: every child of this attempt, or none
+                    for spawn in spawns:
+                        started += self._start_children(fresh, spawn, mode.for_children())
+            except ChildNotStarted as exc:
+                # nothing was stored: apply the attempt again, as a failure of the step
+                events.discard()
+                failure = StepOutcome(error=str(exc), duration=outcome.duration)
+                fresh = self.storage.load_pk(fresh.pk, for_update=True, history=False)
+                effects = engine.apply_outcome(fresh, step, failure, attempt) or []
+                started = []
+            effects = [e for e in effects if not isinstance(e, StartChildren)]
+        items = self._write_state(fresh, effects, mode, release=step)
+        return fresh, items + started + self._finished_now(fresh, was_active, mode)
 
     def _run_atomic(self, instance: Instance, step: type[Step], attempt: int,
                     mode: Mode) -> tuple[Instance | None, builtins.list[Item]]:
@@ -477,16 +676,75 @@ class Runner:
                         pass
                     if outcome is None:  # pragma: no cover - execute_step never raises
                         raise RuntimeError("atomic step produced no outcome")
-                    effects = engine.apply_outcome(fresh, step, outcome, attempt) or []
-                    runs, items = self._plan(fresh, effects, mode)
-                    self.storage.save(fresh, runs, release=name, extra=self._companions(runs, mode))
-                    items += self._after_write(fresh, effects, runs, step, mode)
+                    result = self._apply_onto(fresh, step, outcome, attempt, mode, events)
                 events.flush()
         except self.storage.unstorable_errors as exc:  # its writes are rolled back with the outcome's
             failure = StepOutcome(error=f"{type(exc).__name__}: the outcome of {describe(step)} could not be "
                                         f"stored: {exc}")
             return self._apply_locked(instance.pk, step, failure, attempt, mode)
-        return fresh, items
+        return result
+
+    # ---- child workflows ------------------------------------------------------------------------------
+    def _start_children(self, parent: Instance, spawn: StartChildren, mode: Mode) -> builtins.list[Item]:
+        """Start the children of ``spawn`` (in the caller's transaction) with the runs of their
+        first steps; returns those this process runs next. Raises what stops any of them from
+        starting."""
+        started: builtins.list[Item] = []
+        for number, child in enumerate(spawn.children, start=1):
+            try:
+                started += self._start_child(parent, spawn.step, child, mode)
+            except (HephaestusError, ValueError, TypeError) as exc:
+                workflow = getattr(child.workflow, "name", child.workflow)
+                raise ChildNotStarted(f"child {number} of {len(spawn.children)} ({workflow}) could not start: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        return started
+
+    def _start_child(self, parent: Instance, step: type[Step], child: Child, mode: Mode) -> builtins.list[Item]:
+        wf = resolve_workflow(child.workflow)
+        instance = new_instance(wf, child.start_context(), child.instance_id(wf, parent.id), child.version, None)
+        instance.parent_id = parent.id
+        instance.parent_pk = parent.pk
+        instance.parent_step = step.registry_name()
+        effects = engine.start(instance)
+        runs, items = self._plan(instance, effects, mode)
+        return self._create(instance, wf.unique.scope, effects, runs, items, mode)
+
+    @staticmethod
+    def _tells_parent(instance: Instance, was_active: bool) -> bool:
+        """Whether a write of ``instance`` finishes a child workflow (its parent must be told in
+        the same transaction)."""
+        return was_active and not instance.status.is_active and instance.parent_pk is not None
+
+    def _finished_now(self, instance: Instance, was_active: bool, mode: Mode) -> builtins.list[Item]:
+        """When this transaction finished ``instance`` and it has a parent: lock the parent, and
+        complete its children step if this was the last child (the steps to run next)."""
+        if not self._tells_parent(instance, was_active):
+            return []
+        return self.child_finished(instance.parent_pk, instance.parent_step or "", mode)
+
+    def child_finished(self, parent_pk: Any, step_name: str, mode: Mode | None = None) -> builtins.list[Item]:
+        """A child of the children step ``step_name`` of instance ``parent_pk`` finished in the
+        caller's transaction: lock the parent, complete that step if this was its last child."""
+        try:
+            parent = self.storage.load_pk(parent_pk, for_update=True, history=False)
+        except (InstanceNotFound, UnknownWorkflow):
+            return []  # the parent was deleted, or its workflow is gone: nobody waits
+        step = engine.graph_of(parent).step(step_name)
+        if step is None:
+            return []
+        return self._complete_children_step(parent, step, mode or self.caller_mode())
+
+    def _complete_children_step(self, parent: Instance, step: type[Step], mode: Mode) -> builtins.list[Item]:
+        """Complete ``parent``'s children ``step`` (the row locked) if all its children finished."""
+        name = step.registry_name()
+        if not engine.waits_for_children(parent, step) or self.storage.has_active_children(parent.pk, name):
+            return []
+        was_active = parent.status.is_active
+        effects = engine.children_finished(parent, step, self.storage.children_of(parent.pk, name))
+        if effects is None:
+            return []
+        items = self._write_state(parent, effects, mode)
+        return items + self._finished_now(parent, was_active, mode)
 
     # ---- timers, queued and lost runs ------------------------------------------------------------------
     def fire_due_timers(self) -> int:
@@ -498,24 +756,26 @@ class Runner:
         return fired
 
     def fire_timer(self, timer: Timer, mode: Mode | None = None) -> bool:
-        """Fire ``timer`` (``mode``: a worker's task carries the instance on; default: a caller)."""
+        """Fire ``timer``, unless its instance is paused (the timer then waits for ``unpause``).
+        ``mode``: a worker's task carries the instance on; default: a caller."""
         in_task = mode is not None
         mode = mode or self.caller_mode()
         with telemetry_runner(self.runner_name):
             with self.storage.atomic():
-                if not self.storage.claim_timer(timer):
-                    return False
                 instance = self.storage.load_pk(timer.instance_pk, for_update=True, history=False)
+                if instance.status == Status.PAUSED or not self.storage.claim_timer(timer):
+                    return False
+                was_active = instance.status.is_active
                 effects = engine.fire_timer(instance, timer.step, timer.purpose, timer.attempt)
                 if effects is None:
                     return False
-                runs, items = self._plan(instance, effects, mode)
-                extra = self._companions(runs, mode)
                 if timer.purpose == RETRY:  # a retry timer only re-runs the step
-                    self.storage.write_runs(instance, runs, extra)
+                    runs, items = self._plan(instance, effects, mode)
+                    self.storage.write_runs(instance, runs, self._companions(runs, mode))
+                    items += self._after_write(instance, effects, runs, None, mode)
                 else:
-                    self.storage.save(instance, runs, extra=extra)
-                self._after_write(instance, effects, runs, None, mode)
+                    items = self._write_state(instance, effects, mode)
+                items += self._finished_now(instance, was_active, mode)
             if in_task:
                 self._drive(instance, items, mode)
             else:
@@ -544,6 +804,7 @@ class Runner:
                     if not self.storage.take_lost(lost):
                         return False
                     step = engine.graph_of(instance).step(lost.step)
+                    was_active = instance.status.is_active
                     effects = None if step is None else engine.lose_claim(instance, step, lost.attempt, reason,
                                                                           recovery_attempts)
                     if effects is None:
@@ -553,18 +814,97 @@ class Runner:
                                 instance.pk, lost.step, lost.attempt, QUEUED, queue, priority, step.concurrency_limit,
                                 token=str(uuid.uuid4()))])
                         return True  # otherwise the instance moved on: the run only had to go
-                    runs, items = self._plan(instance, effects, mode)
-                    self.storage.save(instance, runs, extra=self._companions(runs, mode))
-                    items += self._after_write(instance, effects, runs, step, mode)
+                    items = self._write_state(instance, effects, mode)
+                    if step is not None and step.concurrency_limit:  # its slot is free again
+                        items += self._after_write(instance, [], [], step, mode)
+                    items += self._finished_now(instance, was_active, mode)
                 events.flush()
             self._run_here(instance, items)
         return True
 
+    # ---- schedules (SPEC §10) -------------------------------------------------------------------------
+    def fire_schedules(self) -> int:
+        """Start the instance of every schedule tick that is due by the engine's clock; returns
+        how many started.
+
+        A schedule seen for the first time is only noted, with its first tick after now (no
+        backfill); a schedule whose ticks were missed (no worker ran) starts only the latest one.
+        """
+        declared = [(wf, schedule) for wf in registry.all_workflows() for schedule in wf.schedules]
+        if not declared:
+            return 0
+        now = clock.now()
+        states = self.storage.schedule_states()
+        started = 0
+        for wf, schedule in declared:
+            state = states.get((wf.name, schedule.name))
+            if state is None or state.next_tick is None:
+                self.storage.see_schedule(wf.name, schedule.name, schedule.next_tick(now))
+            elif not state.paused and state.next_tick <= now and self.fire_schedule(wf, schedule, now):
+                started += 1
+        return started
+
+    def fire_schedule(self, workflow: type[BaseWorkflow], schedule: Schedule, now: Any) -> bool:
+        """Start the latest due tick of ``schedule``, once however many workers try (a storage
+        constraint on (schedule, tick), written in the start's transaction)."""
+        mode = self.caller_mode()
+        with telemetry_runner(self.runner_name):
+            with telemetry.buffered() as events:
+                with self.storage.atomic():
+                    state = self.storage.lock_schedule(workflow.name, schedule.name)
+                    if state is None or state.paused or state.next_tick is None or state.next_tick > now:
+                        return False  # another worker holds it, or it moved on
+                    tick = schedule.latest_tick(now)
+                    following = schedule.next_tick(now)
+                    if not self.storage.claim_tick(workflow.name, schedule.name, tick):
+                        return False
+                    value = schedule.value_for(tick)
+                    instance = new_instance(
+                        workflow, schedule.context_for(tick),
+                        build_id(workflow.unique.key, value, workflow.unique.scope), None, None)
+                    effects = engine.start(instance)
+                    runs, items = self._plan(instance, effects, mode)
+                    try:
+                        items = self._create(instance, workflow.unique.scope, effects, runs, items, mode)
+                    except AlreadyRunning as exc:
+                        events.discard()
+                        logger.warning("schedule %s of %s: tick %s not started: %s", schedule.name, workflow.name,
+                                       tick.isoformat(), exc)
+                        self.storage.record_tick(workflow.name, schedule.name, tick, following, None, str(exc))
+                        return False
+                    self.storage.record_tick(workflow.name, schedule.name, tick, following, instance, "")
+                events.flush()
+            self._run_here(instance, items)
+        return True
+
+    def pause_schedule(self, workflow: Any, name: str) -> None:
+        """Pause a schedule: its ticks start nothing until it is unpaused (durable)."""
+        wf, schedule = self.find_schedule(workflow, name)
+        with self.storage.atomic():
+            state = self.storage.schedule_states().get((wf.name, schedule.name))
+            self.storage.set_schedule_paused(wf.name, schedule.name, True, state.next_tick if state else None)
+
+    def unpause_schedule(self, workflow: Any, name: str) -> None:
+        """Unpause a schedule: its next tick is the first one after now (missed ticks are skipped)."""
+        wf, schedule = self.find_schedule(workflow, name)
+        with self.storage.atomic():
+            self.storage.set_schedule_paused(wf.name, schedule.name, False, schedule.next_tick(clock.now()))
+
+    def find_schedule(self, workflow: Any, name: Any) -> tuple[type[BaseWorkflow], Schedule]:
+        """The registered workflow and its schedule called ``name`` (``ValueError`` naming ``name``)."""
+        wf = resolve_workflow(workflow)
+        for schedule in wf.schedules:
+            if schedule.name == name:
+                return wf, schedule
+        names = ", ".join(s.name for s in wf.schedules) or "none"
+        raise ValueError(f"workflow {wf.name} has no schedule {name!r} (its schedules: {names})")
+
     def run_until_idle(self, max_iterations: int = 10_000) -> int:
-        """Run queued steps and fire due timers until nothing is left; returns how many ran."""
+        """Run queued steps, fire due timers and start due schedule ticks until nothing is left;
+        returns how many ran."""
         total = 0
         for _ in range(max_iterations):
-            ran = self.run_pending_steps() + self.fire_due_timers()
+            ran = self.run_pending_steps() + self.fire_due_timers() + self.fire_schedules()
             if not ran:
                 break
             total += ran
@@ -577,6 +917,60 @@ _NOT_LOADED: Any = object()
 
 class _RollBack(Exception):
     """Raised inside an atomic step's savepoint to undo its writes."""
+
+
+#: Tries of a cancel whose instance started children meanwhile (the last one cancels them anyway).
+_CANCEL_ATTEMPTS = 3
+
+
+class _StartOver(Exception):
+    """Raised inside a transaction to roll it back and run it again."""
+
+
+class ChildNotStarted(HephaestusError):
+    """A child of a children step could not start (the step fails; its other children are undone)."""
+
+
+def new_instance(workflow: type[BaseWorkflow], context: Any, id: Any, version: int | None,
+                 telemetry_metadata: Any) -> Instance:
+    """A pending instance to start, every argument checked (nothing is stored)."""
+    if not isinstance(id, str) or not id:
+        raise ValueError(f"'id' must be a non-empty str, not {id!r}")
+    if not isinstance(context, dict):
+        raise InvalidContext(f"'context' must be a dict, not {type(context).__name__}", field="context")
+    check_storable(context, "context")
+    if telemetry_metadata is None:
+        telemetry_metadata = {}
+    if not isinstance(telemetry_metadata, dict):
+        raise ValueError(f"'telemetry_metadata' must be a dict, not {type(telemetry_metadata).__name__}")
+    check_storable(telemetry_metadata, "telemetry_metadata")
+    resolved = workflow.resolve_version(context, version)
+    instance = Instance.new(workflow, resolved, context, id)
+    instance.telemetry_metadata = dict(telemetry_metadata)
+    return instance
+
+
+def check_resume_data(data: Any) -> None:
+    """``InvalidContext`` naming ``data`` unless it is ``None`` or a dict the database can store."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise InvalidContext(f"'data' must be a JSON object (a dict) or None, not {type(data).__name__}",
+                             field="data")
+    check_storable(data, "data", field="data")
+
+
+def check_idempotency_key(key: Any) -> None:
+    """``ValueError`` naming ``idempotency_key`` unless it is ``None`` or a str of 1-255 characters."""
+    if key is None:
+        return
+    if not isinstance(key, str):
+        raise ValueError(f"'idempotency_key' must be a str, not {type(key).__name__}")
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ValueError(f"'idempotency_key' must be 1 to {MAX_IDEMPOTENCY_KEY} characters long, not {len(key)}")
+    problem = storable_problem(key, "idempotency_key")
+    if problem is not None:
+        raise ValueError(problem)
 
 
 class telemetry_runner:  # noqa: N801 - used as a context manager, reads like one
@@ -592,4 +986,5 @@ class telemetry_runner:  # noqa: N801 - used as a context manager, reads like on
         telemetry.current_runner.reset(self.token)
 
 
-__all__ = ["Holding", "Item", "Mode", "Runner", "resolve_workflow", "routing", "telemetry_runner"]
+__all__ = ["MAX_IDEMPOTENCY_KEY", "ChildNotStarted", "Holding", "Item", "Mode", "Runner", "check_idempotency_key",
+           "check_resume_data", "new_instance", "resolve_workflow", "routing", "telemetry_runner"]

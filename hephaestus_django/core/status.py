@@ -14,10 +14,14 @@ class Status(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: The compensations of completed steps are running (SPEC §10); then ``failed`` or ``cancelled``.
+    COMPENSATING = "compensating"
+    #: Held by an operator: no step starts and no timer fires until ``unpause``.
+    PAUSED = "paused"
 
     @property
     def is_active(self) -> bool:
-        """Pending, running and waiting instances hold their business key."""
+        """Pending, running, waiting, compensating and paused instances hold their business key."""
         return self in ACTIVE_STATUSES
 
     @property
@@ -25,12 +29,17 @@ class Status(StrEnum):
         return not self.is_active
 
 
-ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.WAITING})
+ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.WAITING, Status.COMPENSATING, Status.PAUSED})
 FINISHED_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 class EntryKind(StrEnum):
-    """Kinds of execution-history entries (SPEC §2.1)."""
+    """Kinds of execution-history entries (SPEC §2.1 and §10).
+
+    ``paused`` has two meanings, told apart by the entry's step: with a step, that step
+    returned ``Async()`` and waits; with no step (``step`` is ``None``), an operator paused the
+    whole instance (``pause(id)``), which ``unpaused`` (never with a step) ends.
+    """
 
     COMPLETED = "completed"
     PAUSED = "paused"
@@ -39,3 +48,9 @@ class EntryKind(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: A compensation step ran (its step is the compensation step, its event what it returned).
+    COMPENSATED = "compensated"
+    #: The instance moved to another version of its workflow (``context_updates`` says which).
+    MIGRATED = "migrated"
+    #: An operator unpaused the instance (no step).
+    UNPAUSED = "unpaused"

@@ -108,6 +108,6 @@ def check_storable(value: Any, what: str = "context", *, field: str | None = Non
 
 
 def storable_text(text: str) -> str:
-    """``text`` with what the database cannot store (NUL, lone surrogates) replaced by U+FFFD:
-    for messages the engine writes itself (errors), which must never make a write fail."""
-    return _UNSTORABLE_TEXT.sub("\ufffd", text)
+    """``text`` with what the database cannot store (NUL characters, lone surrogates) written as
+    escapes (``\\x00``, ``\\ud800``): for text the engine writes itself, such as tracebacks."""
+    return _UNSTORABLE_TEXT.sub(lambda found: ascii(found.group())[1:-1], text)

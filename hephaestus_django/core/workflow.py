@@ -35,11 +35,15 @@ from hephaestus_django.core.graph import (
     validate_graph,
 )
 from hephaestus_django.core.keys import KEY_RE, SCOPES
+from hephaestus_django.core.schedules import Schedule, schedule_problems
 
 if TYPE_CHECKING:
     from hephaestus_django.core.instance import Instance
 
-__all__ = ["BaseWorkflow", "Unique", "VersionedWorkflow", "Workflow", "route"]
+__all__ = ["LIST_LIMIT", "BaseWorkflow", "Unique", "VersionedWorkflow", "Workflow", "route"]
+
+#: How many instances ``list()`` returns unless given another ``limit``.
+LIST_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,13 @@ def _common_problems(cls: type[BaseWorkflow]) -> list[str]:
     name: Any = cls.name
     if not isinstance(name, str) or not name:
         problems.append(f"name must be a non-empty str, not {name!r}")
+    deadline: Any = cls.deadline
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)
+                                 or not 0 < deadline < float("inf")):
+        problems.append(f"deadline must be a positive number of seconds, not {deadline!r}")
+    schedules, schedule_issues = schedule_problems(cls.__name__, cls.__dict__.get("schedules", []))
+    problems.extend(schedule_issues)
+    cls.schedules = schedules  # with their default names filled in
     return problems
 
 
@@ -142,21 +153,32 @@ class BaseWorkflow:
     #: Default queue and priority of this workflow's step executions (a step's own win).
     queue_name: ClassVar[str | None] = None
     priority: ClassVar[int | None] = None
+    #: Seconds after its start by which an instance must have finished; still active then, it
+    #: fails with ``DeadlineExceeded`` (and its compensations run). ``None``: no deadline.
+    deadline: ClassVar[float | None] = None
+    #: A list of ``Schedule(...)``: this workflow starts an instance at each of their ticks (not inherited).
+    schedules: ClassVar[list[Schedule]] = []
     #: ``abstract = True`` in a class body skips validation and registration (for base classes).
     abstract: ClassVar[bool] = True
+    #: Set on a class whose definition failed while errors were being collected (autodiscovery).
+    _definition_error: ClassVar[WorkflowDefinitionError | None] = None
 
     # ---- facade (SPEC §2) ------------------------------------------------------------------
     @classmethod
     def start(cls, value: Any, context: dict[str, Any] | None = None, *, version: int | None = None,
               telemetry_metadata: dict[str, Any] | None = None) -> str:
         """Start an instance for business ``value``; returns its id."""
+        cls._raise_if_broken()
         return str(facade.backend().start(cls, value, context if context is not None else {}, version=version,
                                           telemetry_metadata=telemetry_metadata))
 
     @_KeyedFacade
-    def resume(cls, value: Any, event: str, *, step: Any = None) -> Instance:  # noqa: N805
-        """Complete the waiting step of this value's instance with ``event``."""
-        instance: Instance = facade.backend().resume(cls.id_for(value), event, step=step, workflow=cls)
+    def resume(cls, value: Any, event: str, *, step: Any = None, data: dict[str, Any] | None = None,  # noqa: N805
+               idempotency_key: str | None = None) -> Instance:
+        """Complete the waiting step of this value's instance with ``event``; ``data`` goes into
+        the step's context entry; a repeated ``idempotency_key`` does nothing."""
+        instance: Instance = facade.backend().resume(cls.id_for(value), event, step=step, data=data,
+                                                     idempotency_key=idempotency_key, workflow=cls)
         return instance
 
     @_KeyedFacade
@@ -166,14 +188,36 @@ class BaseWorkflow:
         return instance
 
     @_KeyedFacade
-    def cancel(cls, value: Any) -> Instance:  # noqa: N805
-        instance: Instance = facade.backend().cancel(cls.id_for(value), workflow=cls)
+    def cancel(cls, value: Any, *, compensate: bool = False) -> Instance:  # noqa: N805
+        """Cancel this value's instance (with ``compensate``, its compensations run first)."""
+        instance: Instance = facade.backend().cancel(cls.id_for(value), workflow=cls, compensate=compensate)
+        return instance
+
+    @_KeyedFacade
+    def pause(cls, value: Any) -> Instance:  # noqa: N805
+        """Hold this value's running or waiting instance: no step starts, no timer fires."""
+        instance: Instance = facade.backend().pause(cls.id_for(value), workflow=cls)
+        return instance
+
+    @_KeyedFacade
+    def unpause(cls, value: Any) -> Instance:  # noqa: N805
+        """Let this value's paused instance go on."""
+        instance: Instance = facade.backend().unpause(cls.id_for(value), workflow=cls)
+        return instance
+
+    @_KeyedFacade
+    def migrate(cls, value: Any, *, to_version: int,  # noqa: N805
+                step_map: dict[str, str] | None = None) -> Instance:
+        """Move this value's active instance to version ``to_version`` of the workflow."""
+        instance: Instance = facade.backend().migrate(cls.id_for(value), to_version=to_version, step_map=step_map,
+                                                      workflow=cls)
         return instance
 
     @classmethod
-    def list(cls, **filters: Any) -> builtins.list[Instance]:
-        """Instances of this workflow (filters: ``status``, ``status__in``, ``workflow_version``)."""
-        return list(facade.backend().list(workflow=cls, **filters))
+    def list(cls, *, limit: int | None = LIST_LIMIT, **filters: Any) -> builtins.list[Instance]:
+        """The newest instances of this workflow, at most ``limit`` (``None``: all; filters:
+        ``status``, ``status__in``, ``workflow_version``). Their history is read when looked at."""
+        return list(facade.backend().list(workflow=cls, limit=limit, **filters))
 
     @classmethod
     def id_for(cls, value: Any) -> str:
@@ -196,12 +240,33 @@ class BaseWorkflow:
         raise NotImplementedError
 
     @classmethod
+    def deadline_for(cls, version: int) -> float | None:
+        """The deadline of instances of ``version``: the version's own, else the workflow's."""
+        own = cls.definition(version).deadline
+        return own if own is not None else cls.deadline
+
+    @classmethod
     def _finish_class(cls, problems: builtins.list[str]) -> None:
+        """Register the class, or report its problems (raised, or recorded during autodiscovery)."""
         if problems:
             lines = "\n  - ".join(problems)
-            raise WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
-                                          problems=[f"workflow {cls.name}: {p}" for p in problems])
-        registry.register(cls)
+            error = WorkflowDefinitionError(f"workflow {cls.name}:\n  - {lines}",
+                                            problems=[f"workflow {cls.name}: {p}" for p in problems])
+        else:
+            try:
+                registry.register(cls)
+                return
+            except WorkflowDefinitionError as exc:
+                error = exc
+        cls._definition_error = error
+        registry.report(error)
+
+    @classmethod
+    def _raise_if_broken(cls) -> None:
+        """A class whose definition error was recorded instead of raised cannot be used."""
+        error = cls.__dict__.get("_definition_error")
+        if error is not None:
+            raise error
 
 
 class Workflow(BaseWorkflow):
@@ -233,6 +298,7 @@ class Workflow(BaseWorkflow):
 
     @classmethod
     def definition(cls, version: int | None = None) -> type[Workflow]:
+        cls._raise_if_broken()
         if version is not None and version != cls.version:
             raise ValueError(f"workflow {cls.name} has no version {version!r} (it is version {cls.version})")
         return cls
@@ -271,6 +337,9 @@ class VersionedWorkflow(BaseWorkflow):
             if not (isinstance(wf, type) and issubclass(wf, Workflow)) or wf.abstract:
                 problems.append(f"versions[{key}] must be a concrete Workflow class, not {wf!r}")
                 continue
+            if wf.__dict__.get("_definition_error") is not None:
+                problems.append(f"versions[{key}] ({wf.__qualname__}) is not a valid workflow (see its own error)")
+                continue
             if wf.version != key:
                 problems.append(f"versions[{key}] is {wf.__qualname__}, whose version is {wf.version}")
             umbrella = getattr(cls, "unique", None)  # missing: already reported, not an AttributeError
@@ -290,6 +359,7 @@ class VersionedWorkflow(BaseWorkflow):
 
     @classmethod
     def definition(cls, version: int | None = None) -> type[Workflow]:
+        cls._raise_if_broken()
         chosen = cls.current if version is None else version
         if isinstance(chosen, bool) or chosen not in cls.versions:
             raise ValueError(f"workflow {cls.name} has no version {version!r} (versions: {sorted(cls.versions)})")

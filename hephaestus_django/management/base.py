@@ -18,14 +18,18 @@ from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DataError
 
 from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.core.status import FINISHED_STATUSES, Status
+from hephaestus_django.core.values import MAX_DEPTH, storable_problem
 from hephaestus_django.shapes import history_shape, instance_shape
 from hephaestus_django.storage.models import WorkflowInstance
 
 STATUSES = tuple(s.value for s in Status)
 FINISHED = tuple(s.value for s in Status if s in FINISHED_STATUSES)
+#: The largest count or version a command takes (what every database's integer columns hold).
+MAX_INT = 2**31 - 1
 
 
 def one_line(text: str) -> str:
@@ -35,23 +39,49 @@ def one_line(text: str) -> str:
 
 # ---- argument types (argparse ``type=``) ------------------------------------------------------------
 def positive_int(text: str) -> int:
+    """An integer from 1 to :data:`MAX_INT`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    if value > MAX_INT:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_INT})")
     return value
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
-    return value
+def bounded_float(maximum: float, unit: str = "") -> Callable[[str], float]:
+    """A ``type=`` for a number from 0 to ``maximum`` (NaN and infinities refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= 0 or value == float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {maximum:g}{unit})")
+        return value
+
+    return parse
+
+
+#: ``--older-than DAYS``: anything up to 1,000 years.
+days_argument = bounded_float(365_000, " days")
+
+
+def text_argument(what: str) -> Callable[[str], str]:
+    """A ``type=`` for an id or a name: text a database can hold (no NUL character)."""
+
+    def parse(text: str) -> str:
+        problem = storable_problem(text, what)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return parse
 
 
 def status_value(allowed: Sequence[str] = STATUSES) -> Callable[[str], str]:
@@ -68,14 +98,22 @@ def status_value(allowed: Sequence[str] = STATUSES) -> Callable[[str], str]:
 
 # ---- JSON input ------------------------------------------------------------------------------------------
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """``text`` parsed as a JSON object; ``CommandError`` naming ``what`` otherwise."""
+    """``text`` parsed as a JSON object the database can store; ``CommandError`` naming ``what``
+    otherwise (malformed JSON, NaN or infinity, a NUL character, absurd nesting...)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") \
             from None
+    except RecursionError:
+        raise CommandError(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise CommandError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise CommandError(f"{what} must be a JSON object, not {type(value).__name__}")
+    problem = storable_problem(value, what)
+    if problem is not None:
+        raise CommandError(f"{problem}; nothing was written")
     return value
 
 
@@ -139,6 +177,8 @@ def instance_summary(row: WorkflowInstance) -> str:
         ("created", when(row.created_at)),
         ("updated", when(row.updated_at)),
     ]
+    if row.parent_instance_id:
+        pairs.append(("parent", row.parent_instance_id))
     if row.error:
         pairs.append(("error", one_line(row.error)))
     width = max(len(k) for k, _ in pairs)
@@ -182,8 +222,10 @@ class HephaestusCommand(BaseCommand):
             self.run(*args, **options)
         except CommandError as exc:
             raise CommandError(one_line(str(exc)), returncode=exc.returncode) from None
-        except (HephaestusError, ValueError) as exc:
+        except (HephaestusError, ValueError, OverflowError) as exc:
             raise CommandError(one_line(str(exc))) from None
+        except DataError as exc:  # input the checks above let through and the database refused
+            raise CommandError(one_line(f"the database refused the input: {exc}")) from None
 
     def run(self, *args: Any, **options: Any) -> None:
         raise NotImplementedError
@@ -199,7 +241,8 @@ class InstanceActionCommand(HephaestusCommand):
     done = ""
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("id", metavar="ID", help="Instance id (the newest instance with it).")
+        parser.add_argument("id", metavar="ID", type=text_argument("ID"),
+                            help="Instance id (the newest instance with it).")
         super().add_arguments(parser)
 
     def act(self, **options: Any) -> Any:

@@ -108,19 +108,23 @@ class DjangoRunner(Runner):
         with heartbeat.holding() as holding:
             yield holding
 
-    def _run_here(self, instance: Instance, items: list[Item]) -> int:
-        """Immediate backend: one ``advance`` task, which the backend runs right here."""
+    def _run_here(self, instance: Instance | None, items: list[Item]) -> int:
+        """Immediate backend: one ``advance`` task, which the backend runs right here (``instance``:
+        the one written last, whose steps come first; items of other instances name theirs)."""
         if not items:
             return 0
+        pk = instance.pk if instance is not None else items[0].instance_pk
         self._handed.instance = instance
         try:
             result = advance.using(backend=settings.TASK_BACKEND).enqueue(
-                instance.pk, [[i.step, i.attempt, i.claimed, i.token] for i in items])
+                pk, [[i.step, i.attempt, i.claimed, i.token] + ([] if i.instance_pk == pk else [i.instance_pk])
+                     for i in items])
         finally:
             self._handed.instance = None
         if getattr(result.status, "value", result.status) == TaskResultStatus.FAILED.value:  # either module's enum
             trace = result.errors[-1].traceback if result.errors else ""
-            raise DispatchError(f"running the steps of {instance.id} failed:\n{trace}")
+            name = instance.id if instance is not None else f"instance {pk}"
+            raise DispatchError(f"running the steps of {name} failed:\n{trace}")
         return int(result.return_value or 0)
 
     def _task(self, task: Any, queue_name: str, priority: int) -> Any:
@@ -192,17 +196,28 @@ class DjangoRunner(Runner):
         return None if run is None else Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)
 
     def _unknown_workflow(self, instance_pk: Any, exc: UnknownWorkflow) -> None:
-        self.storage.fail_unknown(instance_pk, str(exc))
+        self.fail_unknown(instance_pk, str(exc))
+
+    def fail_unknown(self, pk: Any, error: str) -> None:
+        """Fail an instance whose workflow (or step) is gone; a parent waiting for it goes on (its
+        runs written in the same transaction, dispatched like a caller's)."""
+        mode = self.caller_mode()
+        with transaction.atomic():
+            link = self.storage.fail_unknown(pk, error)
+            items = self.child_finished(*link, mode) if link is not None else []
+        if items:
+            self._run_here(None, items)
 
     # ---- what tasks run --------------------------------------------------------------------------------
     def advance_inline(self, instance_pk: Any, items: list[list[Any]]) -> int:
-        """The immediate ``advance`` task: run ``items`` ([step, attempt, claimed, token]) of one instance
+        """The immediate ``advance`` task: run ``items`` ([step, attempt, claimed, token], plus the
+        instance's key for a step of another instance than ``instance_pk``'s: a child, a parent)
         here, and everything they lead to."""
         handed = getattr(self._handed, "instance", None)
         instance = handed if handed is not None and handed.pk == instance_pk else None
-        work = [Item(instance_pk, str(step), int(attempt), bool(claimed), str(token))
-                for step, attempt, claimed, token in items]
-        if instance is None and work and work[0].claimed:
+        work = [Item(item[4] if len(item) > 4 else instance_pk, str(item[0]), int(item[1]), bool(item[2]),
+                     str(item[3])) for item in items]
+        if instance is None and work and work[0].claimed and work[0].instance_pk == instance_pk:
             try:
                 instance = self.storage.load_pk(instance_pk)
             except InstanceNotFound:
@@ -218,7 +233,7 @@ class DjangoRunner(Runner):
         except UnknownWorkflow as exc:
             pk = self.storage.run_instance_pk(str(token))
             if pk is not None:
-                self.storage.fail_unknown(pk, str(exc))
+                self.fail_unknown(pk, str(exc))
             return "unknown workflow"
         if instance is None or run is None:
             return "throttled" if state == "throttled" else "skipped"
@@ -252,7 +267,7 @@ class DjangoRunner(Runner):
             return False
         except UnknownWorkflow as exc:
             self.storage.claim_timer(timer)
-            self.storage.fail_unknown(timer.instance_pk, str(exc))
+            self.fail_unknown(timer.instance_pk, str(exc))
             return False
 
     # ---- the worker's jobs (runtime/worker.py) ------------------------------------------------------------
@@ -271,7 +286,7 @@ class DjangoRunner(Runner):
             except InstanceNotFound:
                 continue
             except UnknownWorkflow as exc:
-                self.storage.fail_unknown(lost.instance_pk, str(exc))
+                self.fail_unknown(lost.instance_pk, str(exc))
                 continue
             if took:
                 logger.warning("recovered %s", reason)

@@ -1,4 +1,5 @@
-"""The loop behind ``manage.py hephaestus_worker``: a pass runs every job of :data:`JOBS`.
+"""The loop behind ``manage.py hephaestus_worker``: a pass runs every job of :data:`JOBS` (fire due
+timers, recover lost claims and dispatches, release throttled steps, start due schedule ticks).
 
 SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
 """
@@ -20,41 +21,43 @@ logger = logging.getLogger("hephaestus")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-#: What a pass does, in order: (name, job). Each job returns how many things it did. The first
-#: counts as "timers fired", the others as "steps recovered" in the worker's report.
-JOBS: list[tuple[str, Callable[[DjangoRunner], int]]] = [
-    ("fire due timers", DjangoRunner.fire_due_timers),
-    ("recover lost claims", DjangoRunner.recover_lost_claims),
-    ("re-send lost dispatches", DjangoRunner.redispatch_lost),
-    ("release throttled steps", DjangoRunner.release_throttled),
+#: How the worker's report counts what a job did.
+FIRED, RECOVERED, STARTED = "fired", "recovered", "started"
+
+#: What a pass does, in order: (name, what it counts as, job). Each job returns how many things it did.
+JOBS: list[tuple[str, str, Callable[[DjangoRunner], int]]] = [
+    ("fire due timers", FIRED, DjangoRunner.fire_due_timers),
+    ("recover lost claims", RECOVERED, DjangoRunner.recover_lost_claims),
+    ("re-send lost dispatches", RECOVERED, DjangoRunner.redispatch_lost),
+    ("release throttled steps", RECOVERED, DjangoRunner.release_throttled),
+    ("start due schedule ticks", STARTED, DjangoRunner.fire_schedules),
 ]
 
 
-def run_pass() -> tuple[int, int]:
-    """One pass of the worker: every job of :data:`JOBS`, each once; returns (timers fired,
-    steps recovered or dispatched again). A job that raises is logged and the pass goes on
-    (the first error is raised at the end)."""
+def run_pass() -> tuple[int, int, int]:
+    """One pass of the worker: every job of :data:`JOBS`, each once; returns (timers fired, steps
+    recovered or dispatched again, scheduled instances started). A job that raises is logged and
+    the pass goes on (the first error is raised at the end)."""
     runner = get_runner()
-    counts: list[int] = []
+    counts = {FIRED: 0, RECOVERED: 0, STARTED: 0}
     failure: Exception | None = None
-    for name, job in JOBS:
+    for name, kind, job in JOBS:
         try:
-            counts.append(job(runner))
+            counts[kind] += job(runner)
         except Exception as exc:
             logger.exception("hephaestus worker: %s failed", name)
             failure = failure or exc
-            counts.append(0)
     if failure is not None:
         raise failure
-    return counts[0], sum(counts[1:])
+    return counts[FIRED], counts[RECOVERED], counts[STARTED]
 
 
 def run_worker(once: bool, interval: float, stdout: Any) -> int:
     """Run passes every ``interval`` seconds until SIGTERM/SIGINT (one pass with ``once``).
 
     Writes a line per pass that did something to ``stdout`` (anything with ``write(str)``) and
-    returns the total number of timers fired and steps recovered. A pass that raises is logged and the loop goes
-    on; with ``once`` the error propagates.
+    returns the total number of timers fired, steps recovered and scheduled instances started. A
+    pass that raises is logged and the loop goes on; with ``once`` the error propagates.
     """
     stop = threading.Event()
     previous: dict[int, Any] = {}
@@ -76,15 +79,16 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
             stdout.write(f"Worker started (a pass every {interval:g}s); SIGTERM or Ctrl-C stops it.\n")
         while True:
             try:
-                fired, recovered = run_pass()
+                fired, recovered, started = run_pass()
             except Exception:
                 if once:
                     raise
                 logger.exception("hephaestus worker: a pass failed")
-                fired = recovered = 0
-            total += fired + recovered
-            if fired or recovered or once:
-                stdout.write(f"Fired {fired} due timer(s), recovered {recovered} step(s).\n")
+                fired = recovered = started = 0
+            total += fired + recovered + started
+            if fired or recovered or started or once:
+                ticks = f" Started {started} scheduled instance(s)." if started else ""
+                stdout.write(f"Fired {fired} due timer(s), recovered {recovered} step(s).{ticks}\n")
             if once:
                 break
             close_old_connections()

@@ -1,5 +1,6 @@
-"""Database tables: one row per instance, one per history entry, one per pending timer, one
-per runnable step execution (its run)."""
+"""Database tables: one row per instance, one per history entry, one per pending timer, one per
+runnable step execution (its run), one per idempotency key a resume used; one per schedule and
+one per schedule tick that started (or tried to start) an instance."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ class InstanceStatus(models.TextChoices):
     COMPLETED = Status.COMPLETED.value, _("completed")
     FAILED = Status.FAILED.value, _("failed")
     CANCELLED = Status.CANCELLED.value, _("cancelled")
+    COMPENSATING = Status.COMPENSATING.value, _("compensating")
+    PAUSED = Status.PAUSED.value, _("paused")
 
 
 class EntryKindChoices(models.TextChoices):
@@ -33,6 +36,9 @@ class EntryKindChoices(models.TextChoices):
     RETRYING = EntryKind.RETRYING.value, _("retrying")
     FAILED = EntryKind.FAILED.value, _("failed")
     CANCELLED = EntryKind.CANCELLED.value, _("cancelled")
+    COMPENSATED = EntryKind.COMPENSATED.value, _("compensated")
+    MIGRATED = EntryKind.MIGRATED.value, _("migrated")
+    UNPAUSED = EntryKind.UNPAUSED.value, _("unpaused")
 
 
 class WorkflowInstanceQuerySet(models.QuerySet["WorkflowInstance"]):
@@ -70,6 +76,19 @@ class WorkflowInstance(models.Model):
     telemetry_metadata = models.JSONField(_("telemetry metadata"), default=dict, encoder=DjangoJSONEncoder)
     telemetry_start_time = models.BigIntegerField(_("telemetry start time"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True, default="")
+    #: While paused: the status to go back to.
+    paused_from = models.CharField(_("paused from"), max_length=16, blank=True, default="",
+                                   choices=InstanceStatus.choices)
+    compensation = models.JSONField(
+        _("compensation"), null=True, blank=True,
+        help_text=_('{"outcome", "error", "pending": [steps left, next first], "done": [...], "failed_step"}'))
+    #: The instance whose children step started this one (a child workflow), if any.
+    parent = models.ForeignKey("self", verbose_name=_("parent"), null=True, blank=True, editable=False,
+                               on_delete=models.SET_NULL, related_name="children")
+    #: The parent's id (``key::value``), kept with the row: shapes show it without a join.
+    parent_instance_id = models.CharField(_("parent id"), max_length=255, blank=True, default="", editable=False)
+    #: Registry name of the parent's children step that started this one.
+    parent_step = models.CharField(_("parent step"), max_length=255, blank=True, default="", editable=False)
     #: What an active instance reserves under its uniqueness scope; NULL once finished.
     unique_slot = models.CharField(max_length=600, null=True, blank=True, editable=False)  # noqa: DJ001 - NULL frees the slot
     revision = models.PositiveIntegerField(default=0, editable=False)
@@ -133,6 +152,8 @@ class HistoryEntry(models.Model):
     error = models.TextField(_("error"), blank=True, default="")
     duration = models.FloatField(_("duration (s)"), null=True, blank=True)
     delay = models.FloatField(_("retry delay (s)"), null=True, blank=True)
+    #: The Python traceback of a ``failed`` or ``retrying`` entry whose step raised.
+    traceback = models.TextField(_("traceback"), blank=True, default="")
 
     class Meta:
         verbose_name = _("history entry")
@@ -144,6 +165,29 @@ class HistoryEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq}. {self.kind} {self.step} {self.event}".strip()
+
+
+class ResumeKey(models.Model):
+    """An idempotency key a resume of ``instance`` used: the same key again does nothing.
+
+    Kept for the instance's lifetime (deleted with it); the unique constraint is what makes a
+    redelivered resume a no-op, however many arrive at once.
+    """
+
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="resume_keys",
+                                 db_index=False)  # the constraint's index starts with it
+    key = models.CharField(_("idempotency key"), max_length=255)
+    created_at = models.DateTimeField(_("used"))
+
+    class Meta:
+        verbose_name = _("resume idempotency key")
+        verbose_name_plural = _("resume idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "key"], name="hephaestus_resume_key_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class Timer(models.Model):
@@ -225,3 +269,52 @@ class StepRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step} #{self.attempt} ({self.state})"
+
+
+class WorkflowSchedule(models.Model):
+    """A workflow's schedule (declared in code, ``Schedule(...)``) as the workers see it: its next
+    tick, and whether an operator paused it. Created when a worker pass first sees the schedule."""
+
+    workflow = models.CharField(_("workflow"), max_length=255)
+    name = models.CharField(_("schedule"), max_length=64)
+    paused = models.BooleanField(_("paused"), default=False)
+    #: The next tick to start; NULL until a worker pass has seen the schedule.
+    next_tick = models.DateTimeField(_("next tick"), null=True, blank=True)
+    last_tick = models.DateTimeField(_("last tick"), null=True, blank=True)
+    last_instance = models.CharField(_("last instance"), max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["workflow", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="hephaestus_schedule_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow}: {self.name}"
+
+
+class ScheduleTick(models.Model):
+    """One tick of a schedule that fired. Unique per (schedule, tick), and written in the
+    transaction that starts its instance: however many workers race, a tick starts once."""
+
+    schedule = models.ForeignKey(WorkflowSchedule, on_delete=models.CASCADE, related_name="ticks")
+    tick = models.DateTimeField(_("tick"))
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+")
+    #: Why the tick started nothing (e.g. an active instance already holds its business value).
+    error = models.TextField(_("error"), blank=True, default="")
+    created_at = models.DateTimeField(_("fired"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("schedule tick")
+        verbose_name_plural = _("schedule ticks")
+        ordering = ["schedule", "-tick"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "tick"], name="hephaestus_schedule_tick_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} at {self.tick:%Y-%m-%d %H:%M}"

@@ -19,15 +19,24 @@ from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
+from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.engine import DISPATCHABLE
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
-from hephaestus_django.core.instance import Context, ExecutionEntry, Instance
+from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, Timer
+from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import Status
-from hephaestus_django.storage.models import ACTIVE, HistoryEntry, StepRun, WorkflowInstance
+from hephaestus_django.storage.models import (
+    ACTIVE,
+    HistoryEntry,
+    ResumeKey,
+    ScheduleTick,
+    StepRun,
+    WorkflowInstance,
+    WorkflowSchedule,
+)
 from hephaestus_django.storage.models import Timer as TimerRow
 from hephaestus_django.storage.sql import (
     HISTORY_COLUMNS,
@@ -70,11 +79,25 @@ def _entry_from_row(row: HistoryEntry, graph: Graph | None) -> ExecutionEntry:
     if step_ref and graph is not None:
         step_ref = graph.by_name.get(row.step, row.step)
     return ExecutionEntry(step_ref, row.event or None, row.timestamp, row.context_updates, kind=row.kind,
-                          attempt=row.attempt, error=row.error or None, duration=row.duration, delay=row.delay)
+                          attempt=row.attempt, error=row.error or None, duration=row.duration, delay=row.delay,
+                          traceback=row.traceback or None)
+
+
+def _history_loader(pk: Any, graph: Graph) -> Any:
+    """What reads an instance's stored history the first time somebody looks at it."""
+
+    def load(count: int) -> list[ExecutionEntry]:
+        rows = HistoryEntry.objects.filter(instance_id=pk, seq__lte=count).order_by("seq")
+        return [_entry_from_row(h, graph) for h in rows]
+
+    return load
 
 
 def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None) -> Instance:
-    """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone)."""
+    """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone).
+
+    Without ``history`` rows, the instance's ``execution_history`` reads the stored entries the
+    first time it is looked at (a :class:`~hephaestus_django.core.instance.History`)."""
     workflow, graph = _graph(row.workflow, row.workflow_version)
     name = row.workflow
 
@@ -84,6 +107,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
     waiting = {_step(graph, n, name): parse_datetime(t) if isinstance(t, str) else t
                for n, t in row.waiting_steps.items()}
     context = row.context or {}
+    completion_order = [_step(graph, n, name) for n in row.completed_steps]  # stored in completion order
     instance = Instance(
         id=row.instance_id,
         workflow=workflow,
@@ -93,14 +117,21 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         context=Context(initial=context.get("initial", {}), steps=context.get("steps", {})),
         step_configs={_step(graph, n, name): c for n, c in row.step_configs.items()},
         active_steps=steps(row.active_steps),
-        completed_steps=steps(row.completed_steps),
+        completed_steps=set(completion_order),
+        completion_order=completion_order,
         runtime_metadata=row.runtime_metadata,
         telemetry_metadata=row.telemetry_metadata,
         telemetry_start_time=row.telemetry_start_time,
-        execution_history=[_entry_from_row(h, graph) for h in history] if history is not None else [],
+        execution_history=[_entry_from_row(h, graph) for h in history] if history is not None
+        else History.stored(row.history_length, _history_loader(row.pk, graph)),
         waiting_steps=waiting,  # type: ignore[arg-type]
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
+        paused_from=Status(row.paused_from) if row.paused_from else None,
+        compensation=_compensation_from(row.compensation, graph, name),
+        parent_id=row.parent_instance_id or None,
+        parent_pk=row.parent_id,
+        parent_step=row.parent_step or None,
         revision=row.revision,
         pk=row.pk,
         created_at=row.created_at,
@@ -109,13 +140,41 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         finished_at=row.finished_at,
     )
     instance.history_length = row.history_length
-    instance.persisted_entries = len(instance.execution_history)
+    instance.persisted_entries = len(history) if history is not None else row.history_length
     return instance
 
 
 def _names(steps: Iterable[type[Step]]) -> list[str]:
     return sorted(s.registry_name() for s in steps)
 
+
+def _compensation_from(data: Any, graph: Graph, workflow: str) -> Compensation | None:
+    if not data:
+        return None
+    return Compensation(outcome=Status(data["outcome"]), error=data.get("error"),
+                        pending=[_step(graph, n, workflow) for n in data.get("pending", [])],
+                        done=[_step(graph, n, workflow) for n in data.get("done", [])],
+                        failed_step=data.get("failed_step"))
+
+
+def _compensation_fields(saga: Compensation | None) -> dict[str, Any] | None:
+    if saga is None:
+        return None
+    return {"outcome": saga.outcome.value, "error": saga.error, "pending": [s.registry_name() for s in saga.pending],
+            "done": [s.registry_name() for s in saga.done], "failed_step": saga.failed_step}
+
+
+def _completed_names(instance: Instance) -> list[str]:
+    """Completed steps in the order they completed (any not in ``completion_order``: sorted, first)."""
+    ordered = [s.registry_name() for s in instance.completion_order if s in instance.completed_steps]
+    if len(ordered) == len(instance.completed_steps):
+        return ordered
+    known = set(instance.completion_order)
+    return _names(s for s in instance.completed_steps if s not in known) + ordered
+
+
+#: Schedule ticks kept per schedule (the admin and the history of what each tick started).
+KEPT_TICKS = 100
 
 #: Set when the row is created and never changed by a state change.
 _CREATE_ONLY = ("telemetry_metadata", "telemetry_start_time", "started_at")
@@ -126,18 +185,21 @@ def row_fields(instance: Instance) -> dict[str, Any]:
     scope = instance.workflow.unique.scope
     active = instance.status.is_active
     return {
+        "workflow_version": instance.workflow_version,
         "status": instance.status.value,
         "current_step": instance.current_step.registry_name() if instance.current_step else "",
         "context": instance.context.to_dict(),
         "step_configs": {s.registry_name(): c for s, c in instance.step_configs.items()},
         "active_steps": _names(instance.active_steps),
-        "completed_steps": _names(instance.completed_steps),
+        "completed_steps": _completed_names(instance),
         "waiting_steps": {s.registry_name(): t for s, t in instance.waiting_steps.items()},
         "pending_joins": _names(instance.pending_joins),
         "runtime_metadata": instance.runtime_metadata,
         "telemetry_metadata": instance.telemetry_metadata,
         "telemetry_start_time": instance.telemetry_start_time,
         "error": instance.error or "",
+        "paused_from": instance.paused_from.value if instance.paused_from else "",
+        "compensation": _compensation_fields(instance.compensation),
         "unique_slot": unique_slot(scope, instance.id, instance.workflow.name, instance.workflow_version)
         if active else None,
         "started_at": instance.started_at,
@@ -150,7 +212,8 @@ def _history_values(instance: Instance) -> list[dict[str, Any]]:
     return [
         {"seq": instance.history_length + offset + 1, "kind": str(entry.kind), "step": entry.step_name or "",
          "event": entry.event or "", "timestamp": entry.timestamp, "context_updates": entry.context_updates,
-         "attempt": entry.attempt, "error": entry.error or "", "duration": entry.duration, "delay": entry.delay}
+         "attempt": entry.attempt, "error": entry.error or "", "duration": entry.duration, "delay": entry.delay,
+         "traceback": entry.traceback or ""}
         for offset, entry in enumerate(instance.new_entries)
     ]
 
@@ -219,7 +282,8 @@ class DjangoStorage:
                 raise AlreadyRunning(f"instance {instance.id} is already active (workflow {clash.workflow})")
         fields.update(instance_id=instance.id, workflow=instance.workflow.name,
                       workflow_version=instance.workflow_version, created_at=now, updated_at=now, revision=1,
-                      history_length=0)
+                      history_length=0, parent_id=instance.parent_pk, parent_instance_id=instance.parent_id or "",
+                      parent_step=instance.parent_step or "")
         if connection.vendor == "postgresql":
             pk = self._create_pg(fields, runs, extra, now)
         else:
@@ -310,12 +374,14 @@ class DjangoStorage:
         if release is None:
             holder = None
         finished = instance.status.is_finished
+        # compensating: the steps it left (their unclaimed runs) go; a claimed one ends with its outcome
+        keep = _names(instance.active_steps) if instance.status == Status.COMPENSATING else None
         try:  # only a retried instance can collide: another run of its id started meanwhile
             if connection.vendor == "postgresql":
-                updated = self._write_pg(instance, fields, entries, runs, release, finished, check_revision, holder,
-                                         extra, now)
+                updated = self._write_pg(instance, fields, entries, runs, release, finished, keep, check_revision,
+                                         holder, extra, now)
             else:
-                updated = self._write_orm(instance, fields, entries, runs, release, finished, check_revision,
+                updated = self._write_orm(instance, fields, entries, runs, release, finished, keep, check_revision,
                                           holder, extra, now)
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
@@ -328,8 +394,8 @@ class DjangoStorage:
         return True
 
     def _write_pg(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
-                  runs: Sequence[Run], release: str | None, finished: bool, check_revision: bool,
-                  holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
+                  runs: Sequence[Run], release: str | None, finished: bool, keep: list[str] | None,
+                  check_revision: bool, holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
         adapt = pg_adapters()
         params: list[Any] = [adapt[name](value) for name, value in fields.items()]
         params.append(instance.pk)
@@ -341,20 +407,22 @@ class DjangoStorage:
             params.extend(adapt[f"history.{c}"](values[c]) for c in HISTORY_COLUMNS)
         if release is not None:
             params.append(release)
+        if keep is not None and not finished:
+            params.append(keep)
         for run in runs:
             values = _run_values(run, now)
             params.extend(values[c] for c in RUN_COLUMNS)
         params.extend(extra_values(extra))
         sql = write_sql(tuple(fields), check_revision, holder is not None, len(entries), release is not None,
-                        finished, len(runs), extra_shape(extra))
+                        finished, len(runs), extra_shape(extra), keep is not None and not finished)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         return int(row[0]) if row else 0
 
     def _write_orm(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
-                   runs: Sequence[Run], release: str | None, finished: bool, check_revision: bool,
-                   holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
+                   runs: Sequence[Run], release: str | None, finished: bool, keep: list[str] | None,
+                   check_revision: bool, holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
         """Other databases: one plain statement per table touched (texts built once, no ORM query
         compilation on the hot path)."""
         params = prepared(WorkflowInstance, fields)
@@ -381,6 +449,8 @@ class DjangoStorage:
         if finished:
             ended |= ~Q(state=CLAIMED)
             TimerRow.objects.filter(instance_id=instance.pk).delete()
+        elif keep is not None:
+            ended |= ~Q(state=CLAIMED) & ~Q(step__in=keep)
         if ended:
             StepRun.objects.filter(ended, instance_id=instance.pk).delete()
         self._write_runs(instance.pk, runs, now)
@@ -548,19 +618,94 @@ class DjangoStorage:
     # ---- timers -----------------------------------------------------------------------------------------
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
         rows = TimerRow.objects.bulk_create([
-            TimerRow(instance_id=instance.pk, step=effect.step.registry_name(), purpose=effect.purpose,
+            TimerRow(instance_id=instance.pk, step=effect.step.registry_name() if effect.step is not None else "",
+                     purpose=effect.purpose,
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
         return [_timer(r) for r in rows]
 
-    def due_timers(self, now: datetime, limit: int = 100) -> list[Timer]:
-        rows = TimerRow.objects.filter(due_at__lte=now).order_by("due_at", "pk")[:limit]
-        return [_timer(r) for r in rows]
+    def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
+        """Due timers of one instance, or of every instance that is not paused (those wait for unpause)."""
+        rows = TimerRow.objects.filter(due_at__lte=now)
+        if instance_pk is not None:
+            rows = rows.filter(instance_id=instance_pk)
+        else:
+            rows = rows.exclude(instance__status=Status.PAUSED.value)
+        return [_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
 
     def timer(self, pk: Any) -> Timer | None:
         row = TimerRow.objects.filter(pk=pk).first()
         return None if row is None else _timer(row)
+
+    def retry_timer_steps(self, instance_pk: Any) -> set[str]:
+        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose="retry").values_list("step", flat=True))
+
+    def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        timers = TimerRow.objects.filter(instance_id=instance_pk, step__in=list(renamed))
+        for pk, step in list(timers.values_list("pk", "step")):  # one by one: renames may swap two names
+            TimerRow.objects.filter(pk=pk).update(step=renamed[step])
+        # runs are unique per step: written again under their new names (a run whose new name
+        # another run has already is dropped)
+        moved = list(StepRun.objects.filter(instance_id=instance_pk, step__in=list(renamed)))
+        if moved:
+            StepRun.objects.filter(pk__in=[r.pk for r in moved]).delete()
+            for run in moved:
+                run.pk, run.step = None, renamed[run.step]
+            StepRun.objects.bulk_create(moved, ignore_conflicts=True)
+
+    def delete_timers(self, instance: Instance) -> None:
+        TimerRow.objects.filter(instance_id=instance.pk).delete()
+
+    # ---- schedules ------------------------------------------------------------------------------------
+    @staticmethod
+    def _schedule_state(row: WorkflowSchedule) -> ScheduleState:
+        return ScheduleState(row.workflow, row.name, row.next_tick, row.paused, row.last_tick,
+                             row.last_instance or None)
+
+    def schedule_states(self) -> dict[tuple[str, str], ScheduleState]:
+        return {(r.workflow, r.name): self._schedule_state(r) for r in WorkflowSchedule.objects.all()}
+
+    def see_schedule(self, workflow: str, name: str, next_tick: datetime) -> None:
+        WorkflowSchedule.objects.bulk_create([WorkflowSchedule(workflow=workflow, name=name, next_tick=next_tick)],
+                                             ignore_conflicts=True)
+        WorkflowSchedule.objects.filter(workflow=workflow, name=name, next_tick__isnull=True) \
+            .update(next_tick=next_tick)
+
+    def lock_schedule(self, workflow: str, name: str) -> ScheduleState | None:
+        # skip_locked: a schedule another worker is firing is left to it
+        row = WorkflowSchedule.objects.select_for_update(skip_locked=True) \
+            .filter(workflow=workflow, name=name).first()
+        return self._schedule_state(row) if row is not None else None
+
+    def claim_tick(self, workflow: str, name: str, tick: datetime) -> bool:
+        schedule = WorkflowSchedule.objects.only("pk").get(workflow=workflow, name=name)
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a lost race
+                ScheduleTick.objects.create(schedule=schedule, tick=tick)
+        except IntegrityError:
+            return False
+        return True
+
+    def record_tick(self, workflow: str, name: str, tick: datetime, next_tick: datetime,
+                    instance: Instance | None, error: str) -> None:
+        schedule = WorkflowSchedule.objects.filter(workflow=workflow, name=name)
+        ScheduleTick.objects.filter(schedule__in=schedule, tick=tick).update(
+            instance_id=instance.pk if instance is not None else None, error=error)
+        changes: dict[str, Any] = {"next_tick": next_tick, "last_tick": tick}
+        if instance is not None:
+            changes["last_instance"] = instance.id
+        schedule.update(**changes)
+        # keep the latest ticks only: next_tick only moves forward (under the row lock), so an older
+        # tick can never be started again
+        ticks = ScheduleTick.objects.filter(schedule__in=schedule)
+        oldest_kept = ticks.order_by("-tick").values_list("tick", flat=True)[KEPT_TICKS - 1:KEPT_TICKS].first()
+        if oldest_kept is not None:
+            ticks.filter(tick__lt=oldest_kept).delete()
+
+    def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
+        WorkflowSchedule.objects.update_or_create(workflow=workflow, name=name,
+                                                  defaults={"paused": paused, "next_tick": next_tick})
 
     def timers(self, instance_pk: Any = None) -> list[Timer]:
         qs = TimerRow.objects.order_by("due_at", "pk")
@@ -568,18 +713,17 @@ class DjangoStorage:
             qs = qs.filter(instance_id=instance_pk)
         return [_timer(r) for r in qs]
 
-    def claim_timer(self, timer: Timer) -> bool:
-        deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
-        return bool(deleted)
+    def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
+        """Fail an active instance that can no longer be loaded (its workflow is unregistered).
 
-    # ---- the rest ---------------------------------------------------------------------------------------
-    def fail_unknown(self, pk: Any, error: str) -> None:
-        """Fail an active instance that can no longer be loaded (its workflow is unregistered)."""
+        Returns its parent's key and children step when it is a child workflow that this failed
+        (the caller, in the same transaction, lets the parent know), else ``None``.
+        """
         now = clock.now()
         with transaction.atomic():
             row = WorkflowInstance.objects.select_for_update().filter(pk=pk).first()
             if row is None or row.status not in ACTIVE:
-                return
+                return None
             WorkflowInstance.objects.filter(pk=pk).update(
                 status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
                 revision=row.revision + 1, history_length=row.history_length + 1)
@@ -587,8 +731,62 @@ class DjangoStorage:
                                         step=row.current_step, timestamp=now, error=error)
             StepRun.objects.filter(instance_id=pk).delete()
             TimerRow.objects.filter(instance_id=pk).delete()
+        return (row.parent_id, row.parent_step) if row.parent_id is not None else None
 
-    def list(self, workflow: str | None = None, **filters: Any) -> list[Instance]:
+    def claim_timer(self, timer: Timer) -> bool:
+        deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
+        return bool(deleted)
+
+    # ---- resume keys and child workflows --------------------------------------------------------------
+    def claim_resume_key(self, instance: Instance, key: str) -> bool:
+        try:
+            with transaction.atomic():  # a savepoint: the caller's transaction survives a used key
+                ResumeKey.objects.create(instance_id=instance.pk, key=key, created_at=clock.now())
+        except IntegrityError:
+            return False
+        return True
+
+    def has_active_children(self, pk: Any, step: str) -> bool:
+        return WorkflowInstance.objects.filter(parent_id=pk, parent_step=step, status__in=ACTIVE).exists()
+
+    def children_of(self, pk: Any, step: str) -> list[ChildSummary]:
+        rows = WorkflowInstance.objects.filter(parent_id=pk, parent_step=step).order_by("pk") \
+            .values_list("instance_id", "workflow", "status", "error", "context")
+        return [ChildSummary(id, workflow, status, error or None, (context or {}).get("steps", {}))
+                for id, workflow, status, error, context in rows]
+
+    def _descendant_levels(self, pk: Any) -> list[list[Any]]:
+        """Keys of the active descendants of ``pk``, one list per generation (one query each)."""
+        levels: list[list[Any]] = []
+        frontier = [pk]
+        while frontier:
+            frontier = list(WorkflowInstance.objects.filter(parent_id__in=frontier, status__in=ACTIVE)
+                            .order_by("pk").values_list("pk", flat=True))
+            if frontier:
+                levels.append(frontier)
+        return levels
+
+    def active_descendants(self, pk: Any) -> list[Any]:
+        return [child for level in self._descendant_levels(pk) for child in level]
+
+    def lock_active_descendants(self, pk: Any) -> list[Any]:
+        """Walk the tree level by level, lock each level deepest first; walk again under the locks
+        (a child may have started children meanwhile) until nothing new turns up."""
+        locked: set[Any] = set()
+        while True:
+            levels = self._descendant_levels(pk)
+            found = [child for level in levels for child in level]
+            new = [[child for child in level if child not in locked] for level in levels]
+            if not any(new):
+                return found
+            for level in reversed(new):
+                if level:
+                    list(WorkflowInstance.objects.select_for_update().filter(pk__in=level).order_by("pk")
+                         .values_list("pk", flat=True))
+                    locked.update(level)
+
+    def list(self, workflow: str | None = None, *, limit: int | None = None, **filters: Any) -> list[Instance]:
+        """Newest first, at most ``limit`` (``None``: all); histories are read only when looked at."""
         qs = WorkflowInstance.objects.all()
         if workflow is not None:
             qs = qs.filter(workflow=workflow)
@@ -600,8 +798,8 @@ class DjangoStorage:
             filters["status"] = Status(filters["status"]).value
         if "status__in" in filters:
             filters["status__in"] = [Status(s).value for s in filters["status__in"]]
-        rows = list(qs.filter(**filters).order_by("-created_at", "-pk").prefetch_related("history"))
-        return [to_instance(r, list(r.history.all())) for r in rows]
+        rows = qs.filter(**filters).order_by("-created_at", "-pk")
+        return [to_instance(r) for r in (rows if limit is None else rows[:limit])]
 
 
 def _timer(row: TimerRow) -> Timer:

@@ -17,9 +17,9 @@ from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInst
 from hephaestus_django.storage.models import Timer as TimerRow
 
 HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
-                    "delay")
+                   "delay", "traceback")
 RUN_COLUMNS = ("step", "attempt", "state", "queue_name", "priority", "concurrency_limit", "enqueued", "worker",
-                "token", "task_id", "dispatched_at", "claimed_at", "heartbeat_at")
+               "token", "task_id", "dispatched_at", "claimed_at", "heartbeat_at")
 _SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
               "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision",
               "BooleanField": "boolean", "SmallIntegerField": "smallint", "BigIntegerField": "bigint",
@@ -76,9 +76,10 @@ def pg_adapters() -> dict[str, Any]:
     for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta), ("run.", StepRun._meta)):
         for field in meta.concrete_fields:
             if field.get_internal_type() == "JSONField":
-                adapters[prefix + field.name] = functools.partial(_adapt_json, encoder=field.encoder)
+                adapter: Any = functools.partial(_adapt_json, encoder=field.encoder)
             else:
-                adapters[prefix + field.name] = _same
+                adapter = _same
+            adapters[prefix + field.name] = adapters[prefix + field.attname] = adapter
     return adapters
 
 
@@ -119,12 +120,14 @@ def _runs_sql(source: str, rows: int) -> str:
 
 @functools.lru_cache(maxsize=256)
 def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entries: int, release: bool,
-              finished: bool, runs: int, extra: tuple[tuple[type[Any], int], ...] = ()) -> str:
+              finished: bool, runs: int, extra: tuple[tuple[type[Any], int], ...] = (), keep: bool = False) -> str:
     """The statement that stores a state change, built once per shape (identifiers from the models'
     metadata; every value is a parameter). One data-modifying CTE: the instance UPDATE (guarded by
     its revision, and by the run its worker holds), the INSERT of its history entries, the DELETE of
-    the run that ended (and, for a finished instance, of its unclaimed runs and its timers), and the
-    INSERT of the runs it made runnable. Nothing but the UPDATE happens when the UPDATE matches no row."""
+    the run that ended (and, for a finished instance, of its unclaimed runs and its timers; with
+    ``keep``, of the unclaimed runs of steps not in the array parameter: a compensating instance
+    left them), and the INSERT of the runs it made runnable. Nothing but the UPDATE happens when the
+    UPDATE matches no row."""
     meta = WorkflowInstance._meta
     pk = _qn(meta.pk.column)
     run_table, run_instance = _qn(StepRun._meta.db_table), _column(StepRun, "instance")
@@ -139,12 +142,15 @@ def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entr
     parts = [f"u AS (UPDATE {_qn(meta.db_table)} SET {sets} WHERE {where} RETURNING {pk})"]
     if entries:
         parts.append(f"h AS ({_insert_from(HistoryEntry, 'u', HISTORY_COLUMNS, entries)})")
-    if release or finished:
+    if release or finished or keep:
         ended = []
         if release:
             ended.append(f"r.{_column(StepRun, 'step')} = %s")
         if finished:
             ended.append(f"r.{_column(StepRun, 'state')} <> '{CLAIMED}'")
+        elif keep:
+            step = _column(StepRun, "step")
+            ended.append(f"(r.{_column(StepRun, 'state')} <> '{CLAIMED}' AND NOT r.{step} = ANY(%s))")
         parts.append(f"d AS (DELETE FROM {run_table} r USING u WHERE r.{run_instance} = u.{pk} "
                      f"AND ({' OR '.join(ended)}))")
     if finished:

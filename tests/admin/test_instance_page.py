@@ -103,14 +103,15 @@ def test_operations_offered_by_status_and_permission(admin_client: Any, viewer_c
     waiting = start(w.AdmApprovalFlow, "A-1")
     failed = start(w.AdmFlakyFlow, "F-1")
     offered = admin_client.get(change_url(waiting)).context["hx_offered"]
-    assert offered == {"resume": True, "cancel": True, "retry": False}
+    assert offered == {"resume": True, "cancel": True, "retry": False, "pause": True, "unpause": False,
+                       "migrate": False}
     html = admin_client.get(change_url(waiting)).content.decode()
     assert f'href="{CHANGELIST}{waiting.pk}/resume/"' in html
-    assert admin_client.get(change_url(failed)).context["hx_offered"] == {"resume": False, "cancel": False,
-                                                                          "retry": True}
+    assert admin_client.get(change_url(failed)).context["hx_offered"] == {
+        "resume": False, "cancel": False, "retry": True, "pause": False, "unpause": False, "migrate": False}
     response = viewer_client.get(change_url(waiting))
     assert response.status_code == 200
-    assert response.context["hx_offered"] == {"resume": False, "cancel": False, "retry": False}
+    assert not any(response.context["hx_offered"].values())
     assert "/resume/" not in response.content.decode()
 
 

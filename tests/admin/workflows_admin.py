@@ -5,13 +5,24 @@
 - ``AdmParallelFlow``: two branches waiting at once, then a join.
 - ``AdmFlakyFlow``: fails while :data:`FLAKY` says so (retry then succeeds).
 - ``AdmVersioned``: two versions.
+- ``AdmRetryFlow``: a step that always raises, retried after 2.5 s (its retry timer can be overdue).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from hephaestus_django.core import Async, Done, Ok, Step, Unique, VersionedWorkflow, WaitForEvent, Workflow
+from hephaestus_django.core import (
+    Async,
+    Done,
+    Ok,
+    Retry,
+    Step,
+    Unique,
+    VersionedWorkflow,
+    WaitForEvent,
+    Workflow,
+)
 
 #: ``AdmFlaky`` raises while ``FLAKY["fail"]`` is true.
 FLAKY = {"fail": True}
@@ -159,3 +170,40 @@ class AdmVersioned(VersionedWorkflow):
     unique = Unique(key="ver")
     versions = {1: AdmV1, 2: AdmV2}
     current = 2
+
+
+class AdmAlwaysFails(Step):
+    events = ("ok",)
+    retry = Retry(max_attempts=3, backoff="constant", base=2.5)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        raise KeyError("missing_key_5")
+
+
+class AdmRetryFlow(Workflow):
+    name = "tests.admin.AdmRetryFlow"
+    unique = Unique(key="retry")
+    start_step = AdmAlwaysFails
+    transitions = {(AdmAlwaysFails, "ok"): Done}
+
+
+class AdmWideMerge(AdmJoin):
+    pass
+
+
+def _wide() -> dict[Any, Any]:
+    """Twelve parallel branches with long names, joined again: a graph much wider than a page."""
+    branches = [type(f"AdmWideBranchWithALongName{n:02d}", (AdmJoin,), {"__module__": __name__})
+                for n in range(12)]
+    globals().update({b.__name__: b for b in branches})
+    transitions: dict[Any, Any] = {(AdmSplit, "split"): branches, (AdmWideMerge, "joined"): Done}
+    for branch in branches:
+        transitions[(branch, "joined")] = AdmWideMerge
+    return transitions
+
+
+class AdmWideFlow(Workflow):
+    name = "tests.admin.AdmWideFlow"
+    unique = Unique(key="wide")
+    start_step = AdmSplit
+    transitions = _wide()

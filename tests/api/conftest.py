@@ -88,7 +88,7 @@ def make_rows(count: int, *, workflow: str = wf.ApiOrderFlow.name, status: str =
         WorkflowInstance(instance_id=f"order::{prefix}-{i}", workflow=workflow, status=status,
                          created_at=fields.get("created_at", now - timedelta(seconds=count - i)),
                          updated_at=fields.get("updated_at", now - timedelta(seconds=count - i)),
-                         context={"initial": {"n": i}, "steps": {}},
+                         context={"initial": {"n": i}, "steps": {}}, history_length=history,
                          **{k: v for k, v in fields.items() if k not in ("created_at", "updated_at")})
         for i in range(count)
     ])

@@ -25,13 +25,43 @@ def listing(api: APIClient, **params: Any) -> Any:
     return api.get(url("instance-list"), params)
 
 
-def test_list_is_newest_first_with_the_instance_shape(api: APIClient, start: Any) -> None:
+def _without_context(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "context"}
+
+
+def test_list_is_newest_first_with_the_compact_instance_shape(api: APIClient, start: Any) -> None:
     first = start("L-1")
     second = start("L-2")
     response = listing(api)
-    assert response.json()["results"] == [second, first]
+    assert response.json()["results"] == [_without_context(second), _without_context(first)]
     assert response.json()["next"] is None
     assert response.json()["previous"] is None
+
+
+def test_list_rows_carry_their_context_only_when_asked(api: APIClient, start: Any) -> None:
+    """A page of 50 rows would otherwise carry 50 full contexts (SPEC §12, issue 14)."""
+    started = start("L-1", context={"big": ["x" * 100] * 50})
+    assert "context" not in listing(api).json()["results"][0]
+    for params in ({"expand": "context"}, {"expand": "context,"}):
+        assert listing(api, **params).json()["results"] == [started]
+    response = listing(api, expand="everything")
+    assert response.status_code == 400
+    assert response.json() == {"expand": ["Unknown value 'everything': expand takes context."]}
+
+
+def test_the_compact_list_does_not_read_the_context_column(api: APIClient, start: Any) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    start("L-1")
+    with CaptureQueriesContext(connection) as queries:
+        assert listing(api).status_code == 200
+    select = next(q["sql"] for q in queries.captured_queries if "hephaestus_django_workflowinstance" in q["sql"])
+    assert '"context"' not in select
+    with CaptureQueriesContext(connection) as queries:
+        assert listing(api, expand="context").status_code == 200
+    select = next(q["sql"] for q in queries.captured_queries if "hephaestus_django_workflowinstance" in q["sql"])
+    assert '"context"' in select
 
 
 def test_empty_list(api: APIClient) -> None:

@@ -123,6 +123,6 @@ def test_options_describes_only_the_actions_the_user_may_take(instance: None) ->
     operator = client_for(make_user("operator", "view", "add", "change"))
     for path, fields in ((url("instance-list"), {"workflow", "value", "id", "context", "version",
                                                  "telemetry_metadata"}),
-                         (url("instance-resume", ID), {"event", "step"})):
+                         (url("instance-resume", ID), {"event", "step", "data", "idempotency_key"})):
         assert "actions" not in reader.options(path).json()
         assert set(operator.options(path).json()["actions"]["POST"]) == fields

@@ -13,6 +13,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from rest_framework.test import APIClient
 
+import hephaestus_django as h
 from hephaestus_django.api import schema as api_schema
 from hephaestus_django.api.serializers import HistoryEntrySerializer, InstanceSerializer, WorkflowSerializer
 from hephaestus_django.core import keys, registry
@@ -36,12 +37,16 @@ ROUTES = {
     "/instances/{id}/resume/": {"post"},
     "/instances/{id}/cancel/": {"post"},
     "/instances/{id}/retry/": {"post"},
+    "/instances/{id}/pause/": {"post"},
+    "/instances/{id}/unpause/": {"post"},
+    "/instances/{id}/migrate/": {"post"},
     "/instances/{id}/history/": {"get"},
+    "/instances/{id}/children/": {"get"},
     "/workflows/": {"get"},
     "/workflows/{name}/": {"get"},
 }
 LIST_FILTERS = {"workflow", "status", "workflow_version", "version", "current_step", "created_after", "created_before",
-                "updated_after", "updated_before", "search", "ordering", "cursor", "page_size"}
+                "updated_after", "updated_before", "search", "ordering", "cursor", "page_size", "expand"}
 
 
 @pytest.fixture
@@ -69,8 +74,9 @@ def test_schema_documents_every_error_answer(document: dict[str, Any]) -> None:
                  for path, ops in document["paths"].items() for method, op in ops.items()}
     assert responses[("/instances/", "post")] == {"201", "400", "401", "403", "409"}
     assert responses[("/instances/{id}/resume/", "post")] == {"200", "400", "401", "403", "404", "409"}
-    assert responses[("/instances/{id}/cancel/", "post")] == {"200", "401", "403", "404", "409"}
-    assert responses[("/instances/{id}/retry/", "post")] == {"200", "401", "403", "404", "409"}
+    for action in ("cancel", "retry", "pause", "unpause", "migrate"):  # their bodies reject unknown fields: 400
+        assert responses[(f"/instances/{{id}}/{action}/", "post")] == {"200", "400", "401", "403", "404", "409"}
+    assert responses[("/instances/{id}/children/", "get")] == {"200", "400", "401", "403", "404"}
     assert responses[("/workflows/{name}/", "get")] == {"200", "400", "401", "403", "404"}
 
 
@@ -117,13 +123,16 @@ def fuzz_schema(wsgi_app: Any) -> Any:
     direct_start("FUZZ-2", context={"fail": True})
     direct_start("FUZZ-3", context={"bad": True})
     direct_start("FUZZ-4", workflow=wf.ApiParallelFlow)
+    direct_start("FUZZ-5", workflow=wf.ApiMovable)
+    direct_start("FUZZ-6")
+    h.pause("order::FUZZ-6")
     token = base64.b64encode(":".join(AUTH).encode()).decode()
     return schemathesis.openapi.from_wsgi("/api/schema/?format=json", wsgi_app,
                                           headers={"Authorization": f"Basic {token}"})
 
 
 OPERATIONS = sorted((path, method) for path, methods in ROUTES.items() for method in methods)
-KNOWN_IDS = ["order::FUZZ-1", "order::FUZZ-2", "order::FUZZ-3", "par::FUZZ-4"]
+KNOWN_IDS = ["order::FUZZ-1", "order::FUZZ-2", "order::FUZZ-3", "par::FUZZ-4", "mov::FUZZ-5", "order::FUZZ-6"]
 STARTABLE = [wf.ApiOrderFlow, wf.ApiParallelFlow, wf.ApiVersioned, wf.ApiNoScopeFlow, wf.ApiGlobalFlow]
 EVENTS = ["approved", "rejected", "go", "ok", "received"]
 
@@ -146,8 +155,19 @@ def aim(case: Any, data: Any) -> None:
             case.body.pop("version", None)
     elif case.path.endswith("/resume/"):
         case.body["event"] = data.draw(st.sampled_from(EVENTS))
+        if data.draw(st.booleans()):  # an event the waiting instance's step declares
+            params["id"], case.body["event"] = "order::FUZZ-1", data.draw(st.sampled_from(["approved", "rejected"]))
         if data.draw(st.booleans()):
             case.body.pop("step", None)
+        if data.draw(st.booleans()):
+            case.body.pop("data", None)
+        if data.draw(st.booleans()):  # the header and the field must agree: keep at most one of them
+            (case.headers or {}).pop("Idempotency-Key", None)
+        else:
+            case.body.pop("idempotency_key", None)
+    elif case.path.endswith("/migrate/"):
+        params["id"] = "mov::FUZZ-5"
+        case.body = {"version": data.draw(st.sampled_from([1, 2]))}  # no generated extra field (400)
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)

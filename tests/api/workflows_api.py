@@ -5,6 +5,8 @@
 - ``ApiParallelFlow``: fan-out to two waiting steps that both declare ``go``, then a join.
 - ``ApiVersioned``: two versions under one name.
 - ``ApiGlobalFlow``: scope ``global``; ``ApiNoScopeFlow``: scope ``none`` (random id suffix).
+- ``ApiMovable``: two versions that both wait at ``ApiApprove`` (migration between them).
+- ``ApiPoisonFlow``: its step returns context updates the database cannot store (a set).
 """
 
 from __future__ import annotations
@@ -125,3 +127,39 @@ class ApiNoScopeFlow(Workflow):
     unique = Unique(key="job", scope="none")
     start_step = ApiStepOne
     transitions = {(ApiStepOne, "next"): Done}
+
+
+class ApiMovableV1(Workflow):
+    unique = Unique(key="mov")
+    version = 1
+    start_step = ApiApprove
+    transitions = {(ApiApprove, "approved"): Done, (ApiApprove, "rejected"): Done}
+
+
+class ApiMovableV2(Workflow):
+    unique = Unique(key="mov")
+    version = 2
+    start_step = ApiStepOne
+    transitions = {(ApiStepOne, "next"): ApiApprove, (ApiApprove, "approved"): Done,
+                   (ApiApprove, "rejected"): Done}
+
+
+class ApiMovable(VersionedWorkflow):
+    """Waiting instances of either version can move to the other (both have ``ApiApprove``)."""
+
+    unique = Unique(key="mov")
+    versions = {1: ApiMovableV1, 2: ApiMovableV2}
+    current = 1
+
+
+class ApiPoison(Step):
+    events = ("ok",)
+
+    def execute(self, instance: Any, config: dict[str, Any], context: Any) -> Any:
+        return Ok("ok", {"v": {1, 2}})
+
+
+class ApiPoisonFlow(Workflow):
+    unique = Unique(key="poison")
+    start_step = ApiPoison
+    transitions = {(ApiPoison, "ok"): Done}

@@ -191,7 +191,7 @@ def test_an_error_message_is_made_storable() -> None:
 
     step = make_step("Boom", run=boom)
     instance = Runner(MemoryStorage()).start_instance(_linear(step, key="b"), {}, id="b::1")
-    assert instance.error == "ValueError: bad \ufffd byte \ufffd"
+    assert instance.error == "ValueError: bad \\x00 byte \\ud800"
 
 
 def test_thread_hooks_run_around_a_timed_step_and_at_abandonment() -> None:

@@ -695,3 +695,35 @@ def test_good_routing_is_accepted() -> None:
         transitions = {(routed, "ok"): Done}
 
     assert registry.is_registered(GoodRouting.name)
+
+
+def test_definition_errors_are_collected_only_when_asked():
+    """Outside collection a broken class raises; inside, it is recorded, unregistered and unusable."""
+    class Lonely(Step):
+        events = ("x",)
+
+    with pytest.raises(WorkflowDefinitionError, match=r"leaf step \S*Lonely is not Done"):
+        class Raised(Workflow):
+            unique = Unique(key="raised")
+            start_step = Lonely
+            transitions = {}
+
+    with registry.collect_definition_errors() as errors:
+        class Recorded(Workflow):
+            unique = Unique(key="recorded")
+            start_step = Lonely
+            transitions = {}
+
+        class AlsoRecorded(Workflow):
+            unique = Unique(key="Bad Key")
+            start_step = Lonely
+            transitions = {(Lonely, "x"): Done}
+
+    assert [str(e).splitlines()[0] for e in errors] == [
+        f"workflow {Recorded.name}:", f"workflow {AlsoRecorded.name}:"]
+    assert "unique key 'Bad Key' must match [a-z0-9]+" in str(errors[1])
+    assert not registry.is_registered(Recorded.name)
+    with pytest.raises(WorkflowDefinitionError, match=r"leaf step \S*Lonely is not Done"):
+        Recorded.definition()
+    with pytest.raises(WorkflowDefinitionError, match=r"leaf step \S*Lonely is not Done"):
+        Recorded.start("v", {})

@@ -223,7 +223,7 @@ def test_a_backlog_is_never_dispatched_twice(dummy, django_capture_on_commit_cal
                 LinearFlow.start(f"B{i}", {"i": i})
         assert len(dummy.results) == 5
         clock.advance(hours=2)  # the queue is stuck behind other work for two hours
-        assert run_pass() == (0, 0)
+        assert run_pass() == (0, 0, 0)
         assert len(dummy.results) == 5
         assert set(StepRun.objects.values_list("state", "enqueued")) == {(QUEUED, True)}
 

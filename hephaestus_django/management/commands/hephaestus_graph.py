@@ -9,7 +9,7 @@ from django.core.management.base import CommandParser
 
 from hephaestus_django.core import render
 from hephaestus_django.core.registry import get_workflow
-from hephaestus_django.management.base import HephaestusCommand, instance_row
+from hephaestus_django.management.base import HephaestusCommand, instance_row, text_argument
 
 FORMATS = {"mermaid": render.mermaid, "dot": render.dot, "ascii": render.ascii}
 
@@ -29,7 +29,7 @@ class Command(HephaestusCommand):
         parser.add_argument("workflow", metavar="WORKFLOW", help="Registry name of the workflow.")
         parser.add_argument("--format", type=graph_format, default="mermaid",
                             help="mermaid, dot or ascii (default: %(default)r).")
-        parser.add_argument("--instance", metavar="ID",
+        parser.add_argument("--instance", metavar="ID", type=text_argument("ID"),
                             help="Mark the completed, active, waiting and pending steps of instance ID.")
 
     def run(self, **options: Any) -> None:
@@ -39,6 +39,7 @@ class Command(HephaestusCommand):
         if options["instance"] is not None:
             row = instance_row(options["instance"], workflow.name)
             version = row.workflow_version
-            states = render.step_states(row)
+            history = row.history.order_by("seq").values_list("step", "kind")
+            states = render.step_states(row, history=list(history))
         graph = workflow.definition(version).graph
         self.stdout.write(FORMATS[options["format"]](graph, states), ending="")

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from hephaestus_django.core import clock
-from hephaestus_django.management.base import FINISHED, HephaestusCommand, non_negative_float, positive_int
+from hephaestus_django.management.base import FINISHED, HephaestusCommand, days_argument, positive_int
 from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
 
 
@@ -37,7 +37,7 @@ class Command(HephaestusCommand):
     json_option = False
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--older-than", metavar="DAYS", type=non_negative_float, required=True,
+        parser.add_argument("--older-than", metavar="DAYS", type=days_argument, required=True,
                             help="Only instances that finished more than DAYS days ago (fractions allowed).")
         parser.add_argument("--status", metavar="S", nargs="+", action="extend", type=finished_status,
                             help=f"Only these statuses (default: all finished ones: {', '.join(FINISHED)}).")

@@ -14,6 +14,7 @@ from hephaestus_django.management.base import (
     one_line,
     short,
     table,
+    text_argument,
     to_json,
     when,
 )
@@ -23,7 +24,7 @@ class Command(HephaestusCommand):
     help = "Show instance ID (the newest with that id), its context and its history."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("id", metavar="ID", help="Instance id.")
+        parser.add_argument("id", metavar="ID", type=text_argument("ID"), help="Instance id.")
         super().add_arguments(parser)
 
     def run(self, **options: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from hephaestus_django import services
-from hephaestus_django.core.keys import build_id
+from hephaestus_django.core.keys import build_id, check_id_for
 from hephaestus_django.core.registry import get_workflow
 from hephaestus_django.management.base import (
     HephaestusCommand,
@@ -27,7 +27,8 @@ class Command(HephaestusCommand):
         parser.add_argument("workflow", metavar="WORKFLOW", help="Registry name of the workflow.")
         parser.add_argument("value", metavar="VALUE", help="Business value (the id is KEY::VALUE).")
         parser.add_argument("--id", action="store_true", dest="full_id",
-                            help="VALUE is the full instance id, used as is.")
+                            help="VALUE is the full instance id (KEY::VALUE or KEY::VALUE::SUFFIX, KEY being "
+                                 "the workflow's unique key), checked as the API checks it.")
         context = parser.add_mutually_exclusive_group()
         context.add_argument("--context", metavar="JSON",
                              help="Initial context, a JSON object (default: {}).")
@@ -52,7 +53,8 @@ class Command(HephaestusCommand):
             metadata = parse_json_object(options["telemetry_metadata"], "--telemetry-metadata")
         value, version = options["value"], options["workflow_version"]
         unique = workflow.unique
-        instance_id = value if options["full_id"] else build_id(unique.key, value, unique.scope)
+        instance_id = check_id_for(unique.key, value) if options["full_id"] else build_id(unique.key, value,
+                                                                                           unique.scope)
         if version is not None:
             workflow.definition(version)  # an unknown version is a ValueError, before anything is written
         instance = services.start_instance(workflow, context, id=instance_id, version=version,

@@ -1,4 +1,5 @@
-"""``manage.py hephaestus_worker``: fire due timers and recover lost work in a loop (``runtime/worker.py``)."""
+"""``manage.py hephaestus_worker``: fire due timers and schedule ticks, recover lost work, in a loop
+(``runtime/worker.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from hephaestus_django.conf import settings
 from hephaestus_django.management.base import HephaestusCommand
 from hephaestus_django.runtime.worker import run_worker
 
+#: The longest pause between two passes (a day).
+MAX_INTERVAL = 86_400
+
 
 def positive_seconds(text: str) -> float:
     try:
@@ -20,12 +24,14 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    if value > MAX_INTERVAL:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long (at most {MAX_INTERVAL} seconds)")
     return value
 
 
 class Command(HephaestusCommand):
-    help = ("Fire due timers, recover lost claims and dispatches, and release throttled steps, every "
-            "--interval seconds until SIGTERM/Ctrl-C.")
+    help = ("Fire due timers and schedule ticks, recover lost claims and dispatches, and release throttled "
+            "steps, every --interval seconds until SIGTERM/Ctrl-C.")
     json_option = False
 
     def add_arguments(self, parser: CommandParser) -> None:
