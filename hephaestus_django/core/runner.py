@@ -792,10 +792,11 @@ class Runner:
                                                 token=run.token)], Mode.everything_here())
         return ran
 
-    def recover_run(self, lost: LostRun, reason: str, recovery_attempts: int) -> bool:
+    def recover_run(self, lost: LostRun, reason: str, recovery_attempts: int, *, in_task: bool = False) -> bool:
         """Count a run whose worker was lost as a failed attempt, then go on per the step's retry
         policy (a step without one is re-run until it has run ``recovery_attempts`` times).
-        Returns whether this call took the run (another worker may have)."""
+        Returns whether this call took the run (another worker may have). ``in_task``: a
+        worker's task recovers it, and carries the instance on itself."""
         mode = self.caller_mode()
         with telemetry_runner(self.runner_name):
             with telemetry.buffered() as events:
@@ -804,6 +805,8 @@ class Runner:
                     if not self.storage.take_lost(lost):
                         return False
                     step = engine.graph_of(instance).step(lost.step)
+                    if in_task and step is not None:
+                        mode = self.task_mode(routing(instance, step))
                     was_active = instance.status.is_active
                     effects = None if step is None else engine.lose_claim(instance, step, lost.attempt, reason,
                                                                           recovery_attempts)
@@ -819,7 +822,10 @@ class Runner:
                         items += self._after_write(instance, [], [], step, mode)
                     items += self._finished_now(instance, was_active, mode)
                 events.flush()
-            self._run_here(instance, items)
+            if in_task:
+                self._drive(instance, items, mode)
+            else:
+                self._run_here(instance, items)
         return True
 
     # ---- schedules (SPEC §10) -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import QUEUED, Run, Timer
 from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
 from hephaestus_django.runtime import dbqueue, stepthreads
-from hephaestus_django.runtime.heartbeat import heartbeat
+from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
@@ -236,6 +236,8 @@ class DjangoRunner(Runner):
                 self.fail_unknown(pk, str(exc))
             return "unknown workflow"
         if instance is None or run is None:
+            if state == "missing" and self._recover_redelivered(str(token)):
+                return "recovered"
             return "throttled" if state == "throttled" else "skipped"
         step = engine.graph_of(instance).step(run.step)
         mode = self.task_mode(routing(instance, step) if step is not None else ("", 0))
@@ -243,6 +245,27 @@ class DjangoRunner(Runner):
             ran = self._drive(instance, [Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)],
                               mode)
         return f"ran {ran} step(s)"
+
+    def _recover_redelivered(self, token: str) -> bool:
+        """A task delivered again (Celery's late acks hand a message back when its worker dies)
+        whose run is still claimed by a process of this host that no longer exists: that claim
+        is lost now, not after ``LEASE_SECONDS``; the attempt counts as failed and this task goes
+        on. Whether it recovered the run."""
+        lost = self.storage.claimed_run(token)
+        if lost is None or lost.worker == self.worker_id or not is_gone(lost.worker):
+            return False
+        reason = (f"worker {lost.worker} died while it ran attempt {lost.attempt} of {lost.step} "
+                  "(its task was delivered again)")
+        try:
+            took = self.recover_run(lost, reason, int(settings.RECOVERY_ATTEMPTS), in_task=True)
+        except InstanceNotFound:
+            return False
+        except UnknownWorkflow as exc:
+            self.fail_unknown(lost.instance_pk, str(exc))
+            return False
+        if took:
+            logger.warning("recovered %s", reason)
+        return took
 
     def fire_timer_pk(self, timer_pk: Any) -> bool:
         """The deferred ``fire_timer`` task: fire the timer if it is still there and due, and

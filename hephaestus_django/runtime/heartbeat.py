@@ -29,9 +29,44 @@ from hephaestus_django.core.runner import Holding
 logger = logging.getLogger("hephaestus")
 
 
+def _place() -> str:
+    """Where this process's pid means something: its host, and on Linux its pid namespace (two
+    containers may share a host name, never a pid namespace)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux: the host alone
+        return socket.gethostname()[:200]
+    return f"{socket.gethostname()[:200]}/{namespace}"
+
+
 def new_worker_id() -> str:
-    """``host:pid:random``: unique per process, readable in the admin and the logs."""
-    return f"{socket.gethostname()[:200]}:{os.getpid()}:{secrets.token_hex(4)}"
+    """``place:pid:random`` (place: host, and pid namespace on Linux): unique per process, readable
+    in the admin and the logs, and telling a process of the same place whether its holder still lives."""
+    return f"{_place()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def is_gone(worker: str) -> bool:
+    """Whether ``worker`` (a worker id) is a process of this host and pid namespace that no longer
+    exists (killed: its claims are lost at once). ``False`` whenever that cannot be told: another
+    place, or a live process with that pid (a reused pid only delays recovery to ``LEASE_SECONDS``)."""
+    place, _, rest = worker.rpartition(":")[0].rpartition(":")
+    try:
+        pid = int(rest)
+    except ValueError:
+        return False
+    if not place or place != _place() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # somebody else's process
+        return False
+    try:  # a zombie (killed, not reaped yet) is gone too
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Heartbeat:

@@ -568,6 +568,13 @@ class DjangoStorage:
             .values_list("pk", "instance_id", "step", "attempt", "worker", "heartbeat_at")[:limit]
         return [LostRun(*row) for row in rows]
 
+    def claimed_run(self, token: str) -> LostRun | None:
+        """The run dispatched with ``token`` if a worker holds it (say, a task delivered again finds
+        the claim its first delivery made), else ``None``."""
+        row = StepRun.objects.filter(token=token, state=CLAIMED) \
+            .values_list("pk", "instance_id", "step", "attempt", "worker", "heartbeat_at").first()
+        return None if row is None else LostRun(*row)
+
     def take_lost(self, lost: LostRun) -> bool:
         return bool(StepRun.objects.filter(pk=lost.pk, state=CLAIMED, worker=lost.worker,
                                            heartbeat_at=lost.heartbeat).delete()[0])

@@ -101,3 +101,28 @@ def statuses(prefix: str) -> dict[str, int]:
     for status in WorkflowInstance.objects.filter(instance_id__startswith=prefix).values_list("status", flat=True):
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def task_rows():
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.order_by("enqueued_at", "id")
+
+
+def drain(limit: int | None = None) -> list[object]:
+    """Run the ready django-tasks-db tasks here (all, or the first ``limit``), highest priority
+    first, as a worker would; returns their return values in the order they ran."""
+    from django_tasks_db.models import DBTaskResult
+
+    values = []
+    for _ in range(limit or 1000):
+        row = DBTaskResult.objects.ready().first()
+        if row is None:
+            return values
+        row.claim("test-worker")
+        value = row.task.call(*row.args_kwargs["args"], **row.args_kwargs["kwargs"])
+        row.set_successful(value)
+        values.append(value)
+    if limit is None:
+        raise AssertionError("more than 1000 tasks")
+    return values

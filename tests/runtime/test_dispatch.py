@@ -23,6 +23,7 @@ from hephaestus_django.runtime.worker import run_pass
 from hephaestus_django.storage.models import StepRun, Timer
 from hephaestus_django.testing import frozen_clock, run_until_idle
 from tests.models import Ledger
+from tests.runtime.conftest import drain, task_rows
 from tests.workflows import FanOutFlow, PersistFlow, RJoin
 from tests.workflows_faults import (
     L1,
@@ -43,31 +44,6 @@ pytestmark = pytest.mark.django_db
 DUMMY = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
 DB_QUEUE = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
 LEASE = 300
-
-
-def task_rows():
-    from django_tasks_db.models import DBTaskResult
-
-    return DBTaskResult.objects.order_by("enqueued_at", "id")
-
-
-def drain(limit: int | None = None) -> list[object]:
-    """Run the ready django-tasks-db tasks here (all, or the first ``limit``), highest priority
-    first, as a worker would; returns their return values in the order they ran."""
-    from django_tasks_db.models import DBTaskResult
-
-    values = []
-    for _ in range(limit or 1000):
-        row = DBTaskResult.objects.ready().first()
-        if row is None:
-            return values
-        row.claim("test-worker")
-        value = row.task.call(*row.args_kwargs["args"], **row.args_kwargs["kwargs"])
-        row.set_successful(value)
-        values.append(value)
-    if limit is None:
-        raise AssertionError("more than 1000 tasks")
-    return values
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:
