@@ -106,7 +106,8 @@ def _queue_problems(backend: Any, alias: str) -> list[checks.CheckMessage]:
     for workflow in registry.all_workflows():
         for version in workflow.all_versions():
             definition = workflow.definition(version)
-            for step in definition.graph.nodes:
+            graph = definition.graph
+            for step in dict.fromkeys([*graph.nodes, *graph.compensations.values()]):
                 if completes_at_once(step):  # never dispatched
                     continue
                 queue = step.queue_name or definition.queue_name or workflow.queue_name or settings.QUEUE_NAME

@@ -215,6 +215,38 @@ def test_steps_routed_to_a_queue_the_backend_does_not_accept():
     assert any("queue 'flows'" in m.msg for m in messages)
 
 
+def test_a_compensation_step_routed_to_a_queue_the_backend_does_not_accept():
+    from hephaestus_django.core import Done, Ok, Step, Unique, Workflow, registry
+
+    class CUndo(Step):
+        events = ("undone",)
+        queue_name = "refunds"
+
+        def execute(self, instance, config, context):
+            return Ok("undone")
+
+    class CDo(Step):
+        events = ("done",)
+        compensate = CUndo
+
+        def execute(self, instance, config, context):
+            return Ok("done")
+
+    class CompensatedElsewhere(Workflow):
+        unique = Unique(key="celse")
+        start_step = CDo
+        transitions = {(CDo, "done"): Done}
+
+    try:
+        with override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ROUTED}}):
+            messages = check_task_backend()
+    finally:
+        registry.unregister(CompensatedElsewhere.name)
+    assert [m.msg for m in messages] == [
+        f"step {CUndo.registry_name()} of workflow {CompensatedElsewhere.name} (version 1) is routed to queue "
+        "'refunds', which task backend 'default' does not accept (default, flows, mail)."]
+
+
 @override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ROUTED}})
 def test_steps_routed_to_accepted_queues_pass():
     assert check_task_backend() == []

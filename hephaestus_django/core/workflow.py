@@ -89,9 +89,9 @@ def routing_problems(owner: str, queue_name: Any, priority: Any) -> list[str]:
 
 
 def _step_runtime_problems(graph: Graph) -> list[str]:
-    """Routing and concurrency attributes of the graph's steps."""
+    """Routing and concurrency attributes of the graph's steps (compensation steps included)."""
     problems = []
-    for step in graph.nodes:
+    for step in dict.fromkeys([*graph.nodes, *graph.compensations.values()]):
         problems.extend(routing_problems(f"step {describe(step)}", step.queue_name, step.priority))
         limit: Any = step.concurrency_limit  # user input: validate at run time
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

@@ -684,6 +684,19 @@ def test_workflow_routing_defaults_are_checked(attrs: dict[str, Any], fragment: 
     _check(excinfo, "BadDefaults", fragment)
 
 
+def test_a_compensation_steps_routing_is_checked_too() -> None:
+    undo = make_step("Undo", priority=500)
+    done = make_step("DoIt", compensate=undo)
+    with pytest.raises(WorkflowDefinitionError) as excinfo:
+        class BadUndo(Workflow):
+            unique = Unique(key="k")
+            start_step = done
+            transitions = {(done, "ok"): Done}
+
+    _check(excinfo, "test_a_compensation_steps_routing_is_checked_too.<locals>.BadUndo",
+           "step Undo priority must be None or an int from -100 to 100, not 500")
+
+
 def test_good_routing_is_accepted() -> None:
     routed = make_step("RoutedOk", queue_name="mail", priority=-100, concurrency_limit=3)
 
