@@ -76,17 +76,12 @@ def _run_threads(workflow: Any, first: int, count: int, threads: int, prefix: st
     return wall
 
 
-def run(shape: str, n: int, args: Any) -> dict[str, Any]:
-    _setup(args.dsn)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from bench.workflows import SHAPES, step_result
+def verify(workflow: Any, steps: int, n: int, problems: str = "") -> tuple[list[float], int]:
+    """Check the run in the database: ``n`` instances ``{key}::run<i>`` completed, each with every
+    step's ``step_result`` in its context and a history row per step; returns their latencies
+    and the number of history rows (``problems``: more found by the caller, which fail it too)."""
+    from bench.workflows import step_result
     from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
-
-    workflow, steps = SHAPES[shape]
-    _run_threads(workflow, 0, args.warmup, args.workers, "warm")
-    wall = _run_threads(workflow, 0, n, args.workers, "run")
 
     rows = WorkflowInstance.objects.filter(instance_id__startswith=f"{workflow.unique.key}::run")
     done = rows.filter(status="completed")
@@ -99,8 +94,24 @@ def run(shape: str, n: int, args: Any) -> dict[str, Any]:
             bad += 1
     history = HistoryEntry.objects.filter(instance__in=rows, kind="completed").count()
     expected = n * (steps + 1)  # every step, and Done
-    if not (len(latencies) == n and bad == 0 and history == expected):
-        raise RuntimeError(f"verification failed: {len(latencies)} completed, {bad} bad, {history}/{expected} history")
+    if not (len(latencies) == n and bad == 0 and history == expected) or problems:
+        raise RuntimeError(f"verification failed: {len(latencies)} completed, {bad} bad, {history}/{expected} history"
+                           f"{problems}")
+    return latencies, history
+
+
+def run(shape: str, n: int, args: Any) -> dict[str, Any]:
+    _setup(args.dsn)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from bench.workflows import SHAPES
+
+    workflow, steps = SHAPES[shape]
+    _run_threads(workflow, 0, args.warmup, args.workers, "warm")
+    wall = _run_threads(workflow, 0, n, args.workers, "run")
+
+    latencies, history = verify(workflow, steps, n)
     return {"wall_s": wall, "latencies_s": latencies,
             "verified": f"{n} completed, {steps} step results each checked, {history} history rows",
             "workers": args.workers}

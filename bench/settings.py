@@ -16,7 +16,10 @@ INSTALLED_APPS = [
 ]
 DATABASES = {"default": dj_database_url.config(default="sqlite:////tmp/hephaestus-bench.sqlite3")}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL;"
+    # several worker processes write: take the write lock when a transaction begins (no read-then-
+    # write upgrade to fail with "database is locked"), and wait for it
+    DATABASES["default"].setdefault("OPTIONS", {}).update(init_command="PRAGMA journal_mode=WAL;",
+                                                          transaction_mode="IMMEDIATE", timeout=30)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKS = {"default": {"BACKEND": os.environ.get("BENCH_TASKS_BACKEND",
                                                "django_tasks.backends.immediate.ImmediateBackend")}}

@@ -27,6 +27,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
         errors.append(checks.Error(f"HEPHAESTUS['WORKER_INTERVAL'] must be a positive number, not {interval!r}.",
                                    id="hephaestus.E003"))
+    for key in ("RECOVERY_ATTEMPTS", "MAX_INLINE_STEPS"):
+        count = value.get(key, DEFAULTS[key])
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            errors.append(checks.Error(f"HEPHAESTUS[{key!r}] must be a positive int, not {count!r}.",
+                                       id="hephaestus.E004"))
+    timeout = value.get("DISPATCH_TIMEOUT", DEFAULTS["DISPATCH_TIMEOUT"])
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        errors.append(checks.Error(f"HEPHAESTUS['DISPATCH_TIMEOUT'] must be None or a positive number of seconds, "
+                                   f"not {timeout!r}.", id="hephaestus.E005"))
     return errors
 
 
@@ -41,7 +50,7 @@ def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
     except Exception as exc:
         return [checks.Error(f"HEPHAESTUS['TASK_BACKEND'] names task backend {alias!r}, which cannot be loaded: "
                              f"{exc}", hint="Add it to the TASKS setting.", id="hephaestus.E201")]
-    return _check_task_class(alias, backend) + _check_celery_eta(alias, backend)
+    return _check_task_class(alias, backend) + _check_celery_eta(alias, backend) + _queue_problems(backend, alias)
 
 
 def _check_celery_eta(alias: str, backend: Any) -> list[checks.CheckMessage]:
@@ -80,6 +89,35 @@ def _check_task_class(alias: str, backend: Any) -> list[checks.CheckMessage]:
         f"TASKS[{run_step.backend!r}], so its workers would discard them as unregistered.",
         hint=f"Make this backend TASKS[{run_step.backend!r}] and remove HEPHAESTUS['TASK_BACKEND'].",
         id="hephaestus.E202")]
+
+
+def _queue_problems(backend: Any, alias: str) -> list[checks.CheckMessage]:
+    """Every queue a step is routed to must be one the backend accepts (queue backends only: the
+    immediate backend runs everything in the caller)."""
+    from hephaestus_django.compat import IMMEDIATE_BACKENDS
+    from hephaestus_django.conf import settings
+    from hephaestus_django.core import registry
+    from hephaestus_django.core.engine import completes_at_once
+
+    queues = getattr(backend, "queues", None)
+    if isinstance(backend, IMMEDIATE_BACKENDS) or not queues:
+        return []
+    errors = []
+    for workflow in registry.all_workflows():
+        for version in workflow.all_versions():
+            definition = workflow.definition(version)
+            graph = definition.graph
+            for step in dict.fromkeys([*graph.nodes, *graph.compensations.values()]):
+                if completes_at_once(step):  # never dispatched
+                    continue
+                queue = step.queue_name or definition.queue_name or workflow.queue_name or settings.QUEUE_NAME
+                if queue not in queues:
+                    errors.append(checks.Error(
+                        f"step {step.registry_name()} of workflow {workflow.name} (version {version}) is routed to "
+                        f"queue {queue!r}, which task backend {alias!r} does not accept ({', '.join(sorted(queues))}).",
+                        hint="Add the queue to the backend's QUEUES in the TASKS setting.", id="hephaestus.E203",
+                        obj=workflow.name))
+    return list({e.msg: e for e in errors}.values())
 
 
 @checks.register()

@@ -5,7 +5,13 @@ key                    default     meaning
 =====================  ==========  =============================================================
 ``TASK_BACKEND``       "default"   alias in ``TASKS`` that step executions are enqueued on
 ``QUEUE_NAME``         "default"   queue name used when enqueuing
-``LEASE_SECONDS``      300         a claimed step not finished after this long is run again
+``LEASE_SECONDS``      300         a claim whose worker has not heartbeaten for this long is lost
+                                   (the attempt counts as failed, the step goes on per its retry)
+``RECOVERY_ATTEMPTS``  3           a step without ``retry`` runs at most this many times when its
+                                   claims are lost
+``MAX_INLINE_STEPS``   100         steps a queue worker's task runs for one instance, at most
+``DISPATCH_TIMEOUT``   None        seconds after which an enqueued step nobody claimed is enqueued
+                                   again (None: never; a backlog is never dispatched twice)
 ``WORKER_INTERVAL``    1.0         seconds between passes of ``hephaestus_worker``
 ``API_PERMISSION_CLASSES``  None   DRF permission classes (dotted paths) for the API; None: the
                                    default (authenticated + model permissions)
@@ -26,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "TASK_BACKEND": "default",
     "QUEUE_NAME": "default",
     "LEASE_SECONDS": 300,
+    "RECOVERY_ATTEMPTS": 3,
+    "MAX_INLINE_STEPS": 100,
+    "DISPATCH_TIMEOUT": None,
     "WORKER_INTERVAL": 1.0,
     "API_PERMISSION_CLASSES": None,
     "ADMIN_COUNT_LIMIT": 10_000,

@@ -5,10 +5,11 @@ from hephaestus_django.storage.models import (
     InstanceStatus,
     RegisteredWorkflow,
     ScheduleTick,
+    StepRun,
     Timer,
     WorkflowInstance,
     WorkflowSchedule,
 )
 
-__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "ScheduleTick", "Timer", "WorkflowInstance",
-           "WorkflowSchedule"]
+__all__ = ["HistoryEntry", "InstanceStatus", "RegisteredWorkflow", "ScheduleTick", "StepRun", "Timer",
+           "WorkflowInstance", "WorkflowSchedule"]

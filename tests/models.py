@@ -11,3 +11,15 @@ class Ledger(models.Model):
 
     class Meta:
         app_label = "tests"
+
+
+class Execution(models.Model):
+    """When one execution of a step started and ended (concurrency tests count the overlaps)."""
+
+    step = models.CharField(max_length=255)
+    instance_id = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        app_label = "tests"

@@ -16,7 +16,9 @@ DATABASES["default"]["NAME"] = os.environ.get("HEPHAESTUS_TEST_DB_NAME", DATABAS
 DATABASES["default"].pop("TEST", None)
 
 QUEUE = os.environ.get("HEPHAESTUS_TEST_QUEUE", "default")
-TASKS = {"default": {"BACKEND": "hephaestus_django.contrib.celery.CeleryBackend", "QUEUES": sorted({"default", QUEUE})}}
+# the test workflows route some steps to queues of their own (tests.RoutedFlow)
+TASKS = {"default": {"BACKEND": "hephaestus_django.contrib.celery.CeleryBackend",
+                     "QUEUES": sorted({"default", "flows", "mail", QUEUE})}}
 HEPHAESTUS = {"LEASE_SECONDS": float(os.environ.get("HEPHAESTUS_TEST_LEASE", "300")), "WORKER_INTERVAL": 0.2,
               "QUEUE_NAME": QUEUE}
 

@@ -193,6 +193,63 @@ def test_invalid_workflow_reported_by_manage_py_check(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+#: The queues the test workflows route steps to (tests.RoutedFlow), which a backend must accept.
+ROUTED = ["default", "flows", "mail"]
+
+
+@override_settings(HEPHAESTUS={"RECOVERY_ATTEMPTS": 0, "MAX_INLINE_STEPS": "many", "DISPATCH_TIMEOUT": -1})
+def test_bad_runtime_settings():
+    messages = check_settings()
+    assert ids(messages) == ["hephaestus.E004", "hephaestus.E004", "hephaestus.E005"]
+    assert "HEPHAESTUS['RECOVERY_ATTEMPTS'] must be a positive int, not 0." in messages[0].msg
+    assert "HEPHAESTUS['MAX_INLINE_STEPS'] must be a positive int, not 'many'." in messages[1].msg
+    assert "DISPATCH_TIMEOUT'] must be None or a positive number of seconds, not -1." in messages[2].msg
+
+
+@override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}})
+def test_steps_routed_to_a_queue_the_backend_does_not_accept():
+    messages = check_task_backend()
+    mailer = [m for m in messages if "tests.workflows_faults.SMailer" in m.msg]
+    assert mailer and all(m.id == "hephaestus.E203" for m in messages)
+    assert "is routed to queue 'mail', which task backend 'default' does not accept (default)." in mailer[0].msg
+    assert any("queue 'flows'" in m.msg for m in messages)
+
+
+def test_a_compensation_step_routed_to_a_queue_the_backend_does_not_accept():
+    from hephaestus_django.core import Done, Ok, Step, Unique, Workflow, registry
+
+    class CUndo(Step):
+        events = ("undone",)
+        queue_name = "refunds"
+
+        def execute(self, instance, config, context):
+            return Ok("undone")
+
+    class CDo(Step):
+        events = ("done",)
+        compensate = CUndo
+
+        def execute(self, instance, config, context):
+            return Ok("done")
+
+    class CompensatedElsewhere(Workflow):
+        unique = Unique(key="celse")
+        start_step = CDo
+        transitions = {(CDo, "done"): Done}
+
+    try:
+        with override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ROUTED}}):
+            messages = check_task_backend()
+    finally:
+        registry.unregister(CompensatedElsewhere.name)
+    assert [m.msg for m in messages] == [
+        f"step {CUndo.registry_name()} of workflow {CompensatedElsewhere.name} (version 1) is routed to queue "
+        "'refunds', which task backend 'default' does not accept (default, flows, mail)."]
+
+
+@override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ROUTED}})
+def test_steps_routed_to_accepted_queues_pass():
+    assert check_task_backend() == []
 
 FENNEL = "django_tasks_fennel.CeleryBackend"
 OURS = "hephaestus_django.contrib.celery.CeleryBackend"
@@ -200,7 +257,8 @@ OURS = "hephaestus_django.contrib.celery.CeleryBackend"
 
 @pytest.mark.parametrize(("tasks", "hephaestus", "expected"), [
     pytest.param(
-        {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}, "celery": {"BACKEND": OURS}},
+        {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+         "celery": {"BACKEND": OURS, "QUEUES": ROUTED}},
         {"TASK_BACKEND": "celery"},
         ("hephaestus.E202",
          "HEPHAESTUS['TASK_BACKEND'] is 'celery', whose backend hephaestus_django.contrib.celery.CeleryBackend runs "
@@ -211,7 +269,7 @@ OURS = "hephaestus_django.contrib.celery.CeleryBackend"
         # would discard the engine's tasks (created on TASKS['default']) as unregistered
         id="celery-not-the-default-alias"),
     pytest.param(
-        {"default": {"BACKEND": FENNEL}},
+        {"default": {"BACKEND": FENNEL, "QUEUES": ROUTED}},
         {},
         ("hephaestus.W202",
          "TASKS['default'] sends the engine's timers to Celery as ETA tasks: a worker holds each one unacknowledged "
@@ -227,7 +285,7 @@ def test_celery_backend_checks(tasks, hephaestus, expected):
     assert [(m.id, m.msg, m.hint) for m in messages] == [expected]
 
 
-@override_settings(TASKS={"default": {"BACKEND": OURS}})
+@override_settings(TASKS={"default": {"BACKEND": OURS, "QUEUES": ROUTED}})
 def test_our_celery_backend_refuses_run_after():
     pytest.importorskip("django_tasks_fennel", reason="the celery extra is not installed")
     from datetime import timedelta

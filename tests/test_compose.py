@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 import hephaestus_django as h
 from hephaestus_django.core import Status
 from hephaestus_django.exceptions import InvalidContext, NotWaiting
-from hephaestus_django.storage.models import HistoryEntry, ResumeKey, Timer, WorkflowInstance
+from hephaestus_django.storage.models import HistoryEntry, ResumeKey, StepRun, Timer, WorkflowInstance
 from hephaestus_django.testing import assert_path
 from tests.workflows_compose import (
     CInvoice,
@@ -215,8 +215,11 @@ def test_a_child_whose_workflow_is_gone_fails_and_its_parent_goes_on(settings: o
     settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}  # type: ignore[attr-defined]
     QuickParent.start("U1", {"children": 2})
     parent = WorkflowInstance.objects.get(instance_id="qparent::U1")
-    assert get_runner().run_step_task(parent.pk, QFan.registry_name(), 1) == "ran"  # children queued, not run
+    [run] = StepRun.objects.filter(instance=parent)
+    assert run.step == QFan.registry_name()
+    assert get_runner().run_step_task(str(run.token)) == "ran 1 step(s)"  # children queued, not run
     assert WorkflowInstance.objects.filter(parent=parent, status="running").count() == 2
+    assert list(StepRun.objects.filter(instance__parent=parent).values_list("state", flat=True)) == ["queued"] * 2
     registry.unregister(QuickChild.name)
     try:
         run_until_idle()

@@ -389,8 +389,15 @@ class CountedFlow(Workflow):
 
 # ---- registered from their own modules: commands, rendering and telemetry (tests/test_commands.py,
 # test_render.py, test_telemetry.py); resume data, keys, child workflows and list routes (test_compose*.py);
-# the operator's view (tests/test_operator_view.py)
-from tests import workflows_commands, workflows_compose, workflows_operator  # noqa: E402, F401
+# the operator's view (tests/test_operator_view.py); faults and scale-out (tests/runtime/test_faults_pg.py ...);
+# runs with time and composition (tests/runtime/test_integration.py)
+from tests import (  # noqa: E402, F401
+    workflows_commands,
+    workflows_compose,
+    workflows_faults,
+    workflows_integration,
+    workflows_operator,
+)
 
 
 # ---- time and failure (SPEC §10: tests/test_time_*.py, tests/runtime/test_time_pg.py) -----------------

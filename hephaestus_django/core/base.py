@@ -106,6 +106,14 @@ class Step:
     atomic: ClassVar[bool] = False
     #: Steps whose completion comes from outside (external event or timer) are waiters.
     is_terminal: ClassVar[bool] = False
+    #: Queue of the task backend this step's executions are enqueued on (``None``: the workflow's
+    #: ``queue_name``, else ``HEPHAESTUS["QUEUE_NAME"]``).
+    queue_name: ClassVar[str | None] = None
+    #: Priority of this step's executions, in Django Tasks' range -100..100 (``None``: the
+    #: workflow's ``priority``, else 0).
+    priority: ClassVar[int | None] = None
+    #: At most this many executions of this step run at once, across all workers (``None``: no limit).
+    concurrency_limit: ClassVar[int | None] = None
     #: The step that undoes this one when the instance fails for good or is cancelled with
     #: ``compensate=True`` (SPEC §10). It is not a node of the graph: whatever event it
     #: returns, it is done; its updates land under its own context key.

@@ -1,23 +1,20 @@
 """What the engine asks its caller to do: run a step, schedule a timer, start child workflows.
 
 The engine (``core.engine``) returns these from every transition; a runner carries them out
-(in process, or through a task queue) and a storage writes the timers. ``Continue`` is the
-runner's own: work on *another* instance that a transition led to (a child just started, a
-parent whose children step just completed).
+(in process, or through a task queue) and a storage writes the timers. Steps of *other*
+instances that a transition leads to (a child just started, a parent whose children step just
+completed) are planned by the runner in the same write (``core.runner``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hephaestus_django.core.base import Step
-    from hephaestus_django.core.instance import Instance
 
-__all__ = ["DEADLINE", "RETRY", "WAKE", "Continue", "Effect", "ExecuteStep", "ScheduleTimer", "StartChildren",
-           "by_instance"]
+__all__ = ["DEADLINE", "RETRY", "WAKE", "Effect", "ExecuteStep", "ScheduleTimer", "StartChildren"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,34 +46,9 @@ class StartChildren:
     attempt: int = 1
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Continue:
-    """Carry out ``effects`` of ``instance``, another instance than the one whose transition
-    returned this (a runner's effect: the engine never returns it)."""
-
-    instance: Instance
-    effects: list[Effect] = field(default_factory=list)
+Effect = ExecuteStep | ScheduleTimer | StartChildren
 
 
-Effect = ExecuteStep | ScheduleTimer | StartChildren | Continue
-
-
-def by_instance(instance: Instance, effects: Iterable[Effect]) -> list[tuple[Instance, list[ExecuteStep]]]:
-    """The step executions among ``effects``, grouped by the instance they belong to (``instance``
-    first, then each ``Continue``'s, nested ones included), in order; instances without any left out."""
-    groups: list[tuple[Instance, list[ExecuteStep]]] = []
-    pending: list[tuple[Instance, Iterable[Effect]]] = [(instance, effects)]
-    while pending:
-        owner, items = pending.pop(0)
-        steps: list[ExecuteStep] = []
-        for effect in items:
-            if isinstance(effect, ExecuteStep):
-                steps.append(effect)
-            elif isinstance(effect, Continue):
-                pending.append((effect.instance, effect.effects))
-        if steps:
-            groups.append((owner, steps))
-    return groups
 WAKE = "wake"
 RETRY = "retry"
 DEADLINE = "deadline"

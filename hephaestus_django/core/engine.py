@@ -15,7 +15,7 @@ import concurrent.futures
 import time
 import traceback as tb
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from hephaestus_django.core import clock, telemetry
 from hephaestus_django.core.base import Async, Error, Ok, Step, StepOutcome
@@ -33,7 +33,7 @@ from hephaestus_django.core.exceptions import (
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
 from hephaestus_django.core.instance import Compensation, ExecutionEntry, Instance
 from hephaestus_django.core.status import EntryKind, Status
-from hephaestus_django.core.values import storable_text
+from hephaestus_django.core.values import storable_problem, storable_text
 
 
 def graph_of(instance: Instance) -> Graph:
@@ -78,6 +78,8 @@ def _step_meta(step: type[Step]) -> dict[str, Any]:
 def _record(instance: Instance, step: Any, event: str | None, kind: str, *, context_updates: Any = None,
             attempt: int = 1, error: str | None = None, duration: float | None = None,
             delay: float | None = None, traceback: str | None = None) -> ExecutionEntry:
+    if error is not None:
+        error = storable_text(error)
     entry = ExecutionEntry(step, event, clock.now(), context_updates, kind=kind, attempt=attempt, error=error,
                            duration=duration, delay=delay, traceback=traceback)
     instance.execution_history.append(entry)
@@ -130,28 +132,70 @@ def execute_step(instance: Instance, step: type[Step], attempt: int = 1, *, thre
         else:
             outcome.result = step().execute(instance, config, instance.context)
     except Exception as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        outcome.traceback = tb.format_exc()
+        # the message may hold what the database (or a log stream) cannot store: NUL, lone surrogates
+        outcome.error = storable_text(f"{type(exc).__name__}: {exc}")
+        outcome.traceback = storable_text(tb.format_exc())
     outcome.duration = time.perf_counter() - started
     if step.timeout and not threaded and outcome.error is None and outcome.duration > step.timeout:
         outcome.error = f"TimeoutError: step {step.__qualname__} exceeded its timeout of {step.timeout:g}s"
     return outcome
 
 
+class StepThreadHooks(Protocol):
+    """What the runtime does around a step that runs in a helper thread (it has a ``timeout``).
+
+    ``started`` and ``finished`` run in the helper thread, before and after ``execute``
+    (whatever it returns or raises); ``abandoned`` runs in the caller's thread when the step
+    overran its timeout and is left to finish in the background. The Django runtime gives back
+    the thread's database connections there.
+    """
+
+    def started(self) -> Any: ...
+
+    def finished(self, token: Any) -> None: ...
+
+    def abandoned(self, token: Any) -> None: ...
+
+
+_thread_hooks: StepThreadHooks | None = None
+
+
+def set_step_thread_hooks(hooks: StepThreadHooks | None) -> StepThreadHooks | None:
+    """Install the hooks run around steps in helper threads; returns the previous ones."""
+    global _thread_hooks
+    previous, _thread_hooks = _thread_hooks, hooks
+    return previous
+
+
 def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, Any], timeout: float) -> Any:
+    hooks = _thread_hooks
+    tokens: list[Any] = []
+
+    def body() -> Any:
+        token = hooks.started() if hooks is not None else None
+        tokens.append(token)
+        try:
+            return step().execute(instance, config, instance.context)
+        finally:
+            if hooks is not None:
+                hooks.finished(token)
+
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hephaestus-step")
     try:
-        future = pool.submit(step().execute, instance, config, instance.context)
+        future = pool.submit(body)
         try:
             return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
+            if hooks is not None and tokens:
+                hooks.abandoned(tokens[0])
             raise TimeoutError(f"step {step.__qualname__} exceeded its timeout of {timeout:g}s") from None
     finally:
         pool.shutdown(wait=False)
 
 
-#: Statuses in which an active step may start executing (never ``paused``: SPEC §10).
-RUNNABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
+#: Statuses in which an instance's active steps may be dispatched and start executing (one place:
+#: a status that stops work, such as ``paused``, is simply not listed here; SPEC §10).
+DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
 
 
 def is_runnable(instance: Instance, step: type[Step]) -> bool:
@@ -159,7 +203,13 @@ def is_runnable(instance: Instance, step: type[Step]) -> bool:
 
     This is the one check every dispatcher asks before a step starts (a paused instance's steps
     wait for ``unpause``)."""
-    return instance.status in RUNNABLE_STATUSES and step in instance.active_steps \
+    return instance.status in DISPATCHABLE and step in instance.active_steps and step not in instance.waiting_steps
+
+
+def may_run_later(instance: Instance, step: type[Step]) -> bool:
+    """Whether ``step``, not runnable now, is still active in an unfinished instance (a paused
+    one): its run is kept for ``unpause`` instead of dropped."""
+    return instance.status.is_active and instance.status not in DISPATCHABLE and step in instance.active_steps \
         and step not in instance.waiting_steps
 
 
@@ -176,9 +226,20 @@ def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
     if isinstance(result, str):
         return result not in step.events
     if isinstance(result, Ok):
-        return result.event not in step.events or not _is_dict_or_none(result.context_updates) \
-            or not _is_dict_or_none(result.metadata_updates)
+        return result.event not in step.events or _updates_problem(step, result) is not None
     return not isinstance(result, Async | Spawn)
+
+
+def _updates_problem(step: type[Step], result: Ok) -> str | None:
+    """Why the updates an ``Ok`` carries cannot be applied: not dicts, or values the database
+    cannot store (SPEC §13: a failure of the step, never a stuck instance)."""
+    for name, updates in (("context_updates", result.context_updates), ("metadata_updates", result.metadata_updates)):
+        if not _is_dict_or_none(updates):
+            return f"{describe(step)} returned {name} that are not a dict: {updates!r}"
+        problem = storable_problem(updates, name) if updates else None
+        if problem is not None:
+            return f"{describe(step)} returned {problem}"
+    return None
 
 
 def is_applicable(instance: Instance, step: type[Step]) -> bool:
@@ -225,10 +286,8 @@ def _result_problem(step: type[Step], result: Any) -> str | None:
     elif result.event not in step.events:
         problem = (f"{describe(step)} emitted undeclared event {result.event!r} "
                    f"(it declares {', '.join(map(repr, step.events)) or 'none'})")
-    elif not _is_dict_or_none(result.context_updates):
-        problem = f"{describe(step)} returned context_updates that are not a dict: {result.context_updates!r}"
-    elif not _is_dict_or_none(result.metadata_updates):
-        problem = f"{describe(step)} returned metadata_updates that are not a dict: {result.metadata_updates!r}"
+    else:
+        problem = _updates_problem(step, result)
     return problem
 
 
@@ -410,17 +469,20 @@ def _update_status(instance: Instance) -> None:
 
 
 def _fail_step(instance: Instance, step: type[Step], error: str, attempt: int, duration: float | None,
-               effects: list[Effect], traceback: str | None, *, retryable: bool = True) -> None:
+               effects: list[Effect], traceback: str | None, *, retryable: bool = True,
+               max_attempts: int | None = None) -> None:
     instance.current_step = step
-    error = storable_text(error)  # an exception's message may hold a NUL: the database cannot store one
+    error = storable_text(error)  # an exception's message may hold what the database cannot store
     stored_traceback = _storable_traceback(traceback)
     if instance.status == Status.CANCELLED:
         instance.active_steps.discard(step)
         _record(instance, step, None, EntryKind.FAILED, attempt=attempt, error=error, duration=duration,
                 traceback=stored_traceback)
         return
-    if retryable and step.retry is not None and attempt < step.max_attempts():
-        delay = step.retry.delay(attempt)
+    if max_attempts is None:
+        max_attempts = step.max_attempts() if step.retry is not None else 1
+    if retryable and attempt < max_attempts:
+        delay = step.retry.delay(attempt) if step.retry is not None else 0.0
         _record(instance, step, None, EntryKind.RETRYING, attempt=attempt, error=error, duration=duration, delay=delay,
                 traceback=stored_traceback)
         if delay > 0 or instance.status == Status.PAUSED:  # a paused instance's retry waits as a timer
@@ -648,7 +710,7 @@ def fire_timer(instance: Instance, step: Any, purpose: str, attempt: int = 1) ->
         return _deadline_exceeded(instance)
     graph = graph_of(instance)
     chosen = graph.step(step)
-    if chosen is None or instance.status not in RUNNABLE_STATUSES:
+    if chosen is None or instance.status not in DISPATCHABLE:
         return None
     if purpose == WAKE:
         if chosen not in instance.waiting_steps or "timeout" not in chosen.events:
@@ -659,6 +721,25 @@ def fire_timer(instance: Instance, step: Any, purpose: str, attempt: int = 1) ->
             return None
         return [ExecuteStep(chosen, attempt)]
     return None
+
+
+def lose_claim(instance: Instance, step: type[Step], attempt: int, reason: str,
+               recovery_attempts: int) -> list[Effect] | None:
+    """Attempt ``attempt`` of ``step`` was lost with its worker: a failed attempt (SPEC §13).
+
+    Retried per the step's ``retry`` (backoff included); a step without one is re-run until it
+    has run ``recovery_attempts`` times. ``None`` when the step is no longer runnable (the
+    instance moved on): nothing to recover.
+    """
+    if not is_runnable(instance, step):
+        return None
+    error = f"WorkerLost: {reason}"
+    _emit("step_exception", instance, {"duration": 0.0}, **_step_meta(step), kind="worker_lost", reason=error,
+          traceback=None)
+    effects: list[Effect] = []
+    limit = step.max_attempts() if step.retry is not None else max(1, recovery_attempts)
+    _fail_step(instance, step, error, attempt, None, effects, None, max_attempts=limit)
+    return effects
 
 
 def _deadline_exceeded(instance: Instance) -> list[Effect]:

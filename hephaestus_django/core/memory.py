@@ -12,9 +12,11 @@ Used by the core's tests, and by code that runs workflows without Django::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import threading
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -24,7 +26,7 @@ from hephaestus_django.core.effects import ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
-from hephaestus_django.core.ports import ScheduleState, Timer
+from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -33,10 +35,13 @@ class MemoryStorage:
 
     name: ClassVar[str] = "memory"
     supports_locking: ClassVar[bool] = True
+    #: Values in memory are never refused by the store itself.
+    unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
     def __init__(self) -> None:
         self._instances: dict[int, Instance] = {}
         self._timers: dict[int, Timer] = {}
+        self._runs: dict[tuple[Any, str], Run] = {}
         self._schedules: dict[tuple[str, str], ScheduleState] = {}
         #: (workflow, schedule, tick) -> id of the instance it started (None: refused)
         self.ticks: dict[tuple[str, str, datetime], str | None] = {}
@@ -49,14 +54,17 @@ class MemoryStorage:
         """One lock for everything; on an exception the stored state is rolled back, as a
         database transaction (or savepoint) would be."""
         with self._lock:
-            saved = dict(self._instances), dict(self._timers), set(self._resume_keys)
+            saved = dict(self._instances), dict(self._timers), dict(self._runs), set(self._resume_keys)
             try:
                 yield
             except BaseException:
-                self._instances, self._timers, self._resume_keys = saved
+                self._instances, self._timers, self._runs, self._resume_keys = saved
                 raise
 
-    def create(self, instance: Instance, scope: str) -> None:
+    def writes_alone(self) -> bool:
+        return False
+
+    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = (), extra: Sequence[Any] = ()) -> None:
         with self._lock:
             new = ActiveRef(instance.id, instance.workflow.name, instance.workflow_version)
             active = (ActiveRef(i.id, i.workflow.name, i.workflow_version) for i in self._instances.values()
@@ -69,6 +77,7 @@ class MemoryStorage:
             instance.context.initial = copy.deepcopy(instance.context.initial)
             instance.created_at = instance.updated_at = instance.started_at
             self._store(instance)
+            self.write_runs(instance, runs)
 
     def _store(self, instance: Instance) -> None:
         instance.revision += 1
@@ -106,18 +115,98 @@ class MemoryStorage:
         except KeyError:
             raise InstanceNotFound(f"no instance with pk {pk!r}") from None
 
-    def save(self, instance: Instance) -> None:
+    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+             extra: Sequence[Any] = ()) -> None:
         with self._lock:
             instance.updated_at = instance.execution_history[-1].timestamp if instance.execution_history else None
             self._store(instance)
+            if release is not None:
+                self._runs.pop((instance.pk, release), None)
+            self.write_runs(instance, runs)
+            if instance.status.is_finished:  # its queued runs and its timers go with it
+                self._drop_runs(instance.pk, set())
+                for pk, timer in list(self._timers.items()):
+                    if timer.instance_pk == instance.pk:
+                        del self._timers[pk]
+            elif instance.status == Status.COMPENSATING:  # so do the queued runs of the steps it left
+                self._drop_runs(instance.pk, {s.registry_name() for s in instance.active_steps})
 
-    def save_if_unchanged(self, instance: Instance) -> bool:
+    def _drop_runs(self, instance_pk: Any, keep: set[str]) -> None:
+        """Remove the instance's unclaimed runs of steps not in ``keep`` (a claimed one ends with its outcome)."""
+        for key, run in list(self._runs.items()):
+            if key[0] == instance_pk and run.state != CLAIMED and run.step not in keep:
+                del self._runs[key]
+
+    def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+                          holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
         with self._lock:
             stored = self._instances.get(instance.pk)
             if stored is None or stored.revision != instance.revision:
                 return False
-            self.save(instance)
+            if holder is not None and release is not None and not self.holds(instance.pk, release, *holder):
+                return False
+            self.save(instance, runs, release)
             return True
+
+    # ---- runs ---------------------------------------------------------------------------------------
+    def write_runs(self, instance: Instance, runs: Sequence[Run], extra: Sequence[Any] = ()) -> None:
+        with self._lock:
+            for run in runs:
+                self._runs[(instance.pk, run.step)] = dataclasses.replace(run, instance_pk=instance.pk)
+
+    def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
+        with self._lock:
+            run = next((r for r in self._runs.values() if r.token == token and r.state == QUEUED), None)
+            if run is None:
+                return "missing", None, None
+            key = (run.instance_pk, run.step)
+            if run.limit is not None:
+                busy = sum(1 for r in self._runs.values() if r.step == run.step and r.state == CLAIMED)
+                if busy >= run.limit:
+                    self._runs[key] = dataclasses.replace(run, state=THROTTLED, enqueued=False)
+                    return THROTTLED, None, run
+            self._runs[key] = dataclasses.replace(run, state=CLAIMED, worker=worker, enqueued=True)
+            return CLAIMED, self.load_pk(run.instance_pk) if load else None, self._runs[key]
+
+    def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
+        run = self._runs.get((instance_pk, step))
+        return run is not None and run.state == CLAIMED and run.worker == worker and run.attempt == attempt
+
+    def release(self, instance_pk: Any, step: str, *, worker: str | None = None, requeue: bool = False) -> None:
+        with self._lock:
+            run = self._runs.get((instance_pk, step))
+            if run is None or (worker is not None and run.state == CLAIMED and run.worker != worker):
+                return
+            if requeue:
+                self._runs[(instance_pk, step)] = dataclasses.replace(run, state=QUEUED, worker="", enqueued=False)
+            else:
+                del self._runs[(instance_pk, step)]
+
+    def promote_throttled(self, step: str, count: int, *, enqueued: bool = False) -> list[Run]:
+        with self._lock:
+            promoted: list[Run] = []
+            for key, run in list(self._runs.items()):
+                if len(promoted) >= count:
+                    break
+                if run.step == step and run.state == THROTTLED:
+                    self._runs[key] = dataclasses.replace(run, state=QUEUED, enqueued=enqueued, token=str(uuid.uuid4()))
+                    promoted.append(self._runs[key])
+            return promoted
+
+    def queued_runs(self, instance_pks: Iterable[Any] | None = None) -> list[Run]:
+        wanted = None if instance_pks is None else set(instance_pks)
+        return [r for r in self._runs.values() if r.state == QUEUED and (wanted is None or r.instance_pk in wanted)]
+
+    def runs(self, instance_pk: Any = None) -> list[Run]:
+        return [r for r in self._runs.values() if instance_pk is None or r.instance_pk == instance_pk]
+
+    def lost_runs(self, cutoff: datetime, limit: int = 100) -> list[LostRun]:
+        """In memory nothing outlives its process: no run is ever lost."""
+        return []
+
+    def take_lost(self, lost: LostRun) -> bool:
+        with self._lock:
+            return self._runs.pop((lost.instance_pk, lost.step), None) is not None
 
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
         added = []
@@ -151,8 +240,13 @@ class MemoryStorage:
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
         return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == "retry"}
 
-    def rename_timer_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+    def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
         with self._lock:
+            runs = {key: run for key, run in self._runs.items() if key[0] == instance_pk and key[1] in renamed}
+            for key in runs:
+                del self._runs[key]
+            for key, run in runs.items():
+                self._runs.setdefault((instance_pk, renamed[key[1]]), dataclasses.replace(run, step=renamed[key[1]]))
             for pk, t in list(self._timers.items()):
                 if t.instance_pk == instance_pk and t.step in renamed:
                     self._timers[pk] = Timer(t.pk, t.instance_pk, renamed[t.step], t.purpose, t.due, t.attempt)

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hephaestus_django.core import facade, registry
 from hephaestus_django.core.exceptions import WorkflowDefinitionError
-from hephaestus_django.core.graph import Graph, RouteSpec, build_graph, check_json_safe, route, validate_graph
+from hephaestus_django.core.graph import (
+    Graph,
+    RouteSpec,
+    build_graph,
+    check_json_safe,
+    describe,
+    route,
+    validate_graph,
+)
 from hephaestus_django.core.keys import KEY_RE, SCOPES
 from hephaestus_django.core.schedules import Schedule, schedule_problems
 
@@ -62,8 +70,38 @@ def _unique_problems(unique: Any) -> list[str]:
     return problems
 
 
+#: Django Tasks' priority range (``django.tasks``: TASK_MIN_PRIORITY, TASK_MAX_PRIORITY).
+PRIORITY_RANGE = (-100, 100)
+
+
+def routing_problems(owner: str, queue_name: Any, priority: Any) -> list[str]:
+    """What is wrong with a ``queue_name``/``priority`` pair declared on ``owner`` (a step or workflow)."""
+    problems = []
+    if queue_name is not None and (not isinstance(queue_name, str) or not queue_name.strip()
+                                   or queue_name != queue_name.strip()):
+        problems.append(f"{owner} queue_name must be None or a non-empty str without surrounding spaces, "
+                        f"not {queue_name!r}")
+    low, high = PRIORITY_RANGE
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                 or not low <= priority <= high):
+        problems.append(f"{owner} priority must be None or an int from {low} to {high}, not {priority!r}")
+    return problems
+
+
+def _step_runtime_problems(graph: Graph) -> list[str]:
+    """Routing and concurrency attributes of the graph's steps (compensation steps included)."""
+    problems = []
+    for step in dict.fromkeys([*graph.nodes, *graph.compensations.values()]):
+        problems.extend(routing_problems(f"step {describe(step)}", step.queue_name, step.priority))
+        limit: Any = step.concurrency_limit  # user input: validate at run time
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            problems.append(f"step {describe(step)} concurrency_limit must be None or a positive int, not {limit!r}")
+    return problems
+
+
 def _common_problems(cls: type[BaseWorkflow]) -> list[str]:
     problems = _unique_problems(cls.__dict__.get("unique", getattr(cls, "unique", None)))
+    problems.extend(routing_problems("workflow", cls.queue_name, cls.priority))
     # class attributes are user input, whatever their annotations say: check them at run time
     tags: Any = cls.tags
     if not isinstance(tags, list | tuple) or not all(isinstance(t, str) for t in tags):
@@ -112,6 +150,9 @@ class BaseWorkflow:
     tags: ClassVar[list[str]] = []
     metadata: ClassVar[dict[str, Any]] = {}
     name: ClassVar[str]
+    #: Default queue and priority of this workflow's step executions (a step's own win).
+    queue_name: ClassVar[str | None] = None
+    priority: ClassVar[int | None] = None
     #: Seconds after its start by which an instance must have finished; still active then, it
     #: fails with ``DeadlineExceeded`` (and its compensations run). ``None``: no deadline.
     deadline: ClassVar[float | None] = None
@@ -251,6 +292,7 @@ class Workflow(BaseWorkflow):
         problems.extend(graph_problems)
         if graph is not None:
             problems.extend(validate_graph(graph))
+            problems.extend(_step_runtime_problems(graph))
             cls.graph = graph
         cls._finish_class(problems)
 

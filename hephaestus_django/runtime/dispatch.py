@@ -1,18 +1,28 @@
 """The engine runner over the ORM, dispatching step executions through Django Tasks.
 
-Immediate backend (the default): one ``advance`` task runs every step of an instance in the
-caller, in a loop — no nested enqueues, no recursion limit. Queue backends (django-tasks-db,
-django-tasks-rq): each step execution is one ``run_step`` task, enqueued when the transaction
-that made the step runnable commits; due timers are enqueued with ``run_after`` where the
-backend supports it, and always fired by ``manage.py hephaestus_worker``, which also re-runs
-the steps of instances whose lease expired (a worker died, or a crash lost an enqueue).
+One explicit path per backend kind (:meth:`DjangoRunner.caller_mode`):
+
+- **Immediate backend** (the default): a call that makes steps runnable writes their runs
+  claimed by this process and enqueues one ``advance`` task, which the backend runs in the
+  caller: every step of the instance, one after another (fan-out branches too), in a loop.
+- **Queue backends** (django-tasks-db, django-tasks-rq, ...): a call writes the runs queued and
+  enqueues one ``run_step`` task per runnable step (a start: one task). The worker that runs it
+  claims the run, executes the step and, in the write that applies its outcome, claims the
+  instance's next step for itself (``Mode.chain``): up to ``MAX_INLINE_STEPS`` steps per task,
+  the other branches of a fan-out enqueued. Tasks are enqueued inside the writing transaction
+  when the queue is django-tasks-db on the same database (no dispatch can be lost), otherwise on
+  commit, after which their runs are marked enqueued.
+
+``manage.py hephaestus_worker`` (``runtime/worker.py``) fires due timers and recovers lost work:
+claims whose worker stopped heartbeating, and dispatches that never reached the queue.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,26 +31,24 @@ from django.db import transaction
 from hephaestus_django.compat import IMMEDIATE_BACKENDS, TaskResultStatus, task_backends
 from hephaestus_django.conf import settings
 from hephaestus_django.core import clock, engine
-from hephaestus_django.core.effects import Continue, Effect, ExecuteStep, by_instance
+from hephaestus_django.core.effects import Effect
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.core.ports import Timer
-from hephaestus_django.core.runner import Runner, telemetry_runner
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.ports import QUEUED, Run, Timer
+from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
+from hephaestus_django.runtime import dbqueue, stepthreads
+from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
 
 # Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
 # from the configured backend when the tasks are defined.
 from hephaestus_django.runtime.tasks import advance, fire_timer, run_step
-from hephaestus_django.storage.models import Timer as TimerRow
-from hephaestus_django.storage.models import WorkflowInstance
 from hephaestus_django.storage.orm import DjangoStorage
 
 logger = logging.getLogger("hephaestus")
 
-#: True while this context already runs steps in process (inside ``advance``, the test kit, ...).
-_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("hephaestus_inline", default=False)
-#: Statuses whose instances have steps (or compensations) to run; never ``paused``.
-STEPPING = (Status.RUNNING.value, Status.COMPENSATING.value)
+#: A queued run not marked enqueued this long after it was written lost its enqueue (a crash
+#: between commit and enqueue); at most ``LEASE_SECONDS``.
+DISPATCH_GRACE_SECONDS = 30.0
 
 
 class DispatchError(HephaestusError):
@@ -55,111 +63,228 @@ class DjangoRunner(Runner):
 
     def __init__(self) -> None:
         super().__init__(DjangoStorage())
+        stepthreads.install()
+        #: The instance a caller hands to the immediate ``advance`` task it enqueues (saves a read).
+        self._handed = threading.local()
+
+    @property  # type: ignore[override]
+    def worker_id(self) -> str:
+        return heartbeat.worker_id
 
     @property
     def backend(self) -> Any:
         return task_backends[settings.TASK_BACKEND]
 
+    def _kind(self) -> tuple[bool, bool]:
+        """(immediate, enqueues in the transaction) of the configured backend, worked out once per
+        backend object (``TASKS`` may change in tests; backends are per thread)."""
+        backend = self.backend
+        known = getattr(self._handed, "kind", None)
+        if known is None or known[0] is not backend:
+            known = (backend, isinstance(backend, IMMEDIATE_BACKENDS), dbqueue.is_same_database_queue(backend))
+            self._handed.kind = known
+        return known[1], known[2]
+
     @property
     def is_immediate(self) -> bool:
-        return isinstance(self.backend, IMMEDIATE_BACKENDS)
+        return self._kind()[0]
 
-    # ---- dispatch -----------------------------------------------------------------------------------
-    def run(self, instance: Instance, effects: list[Effect]) -> int:
-        groups = by_instance(instance, effects)  # ``Continue`` effects: children, parents
-        if not groups:
-            return 0
-        if _inline.get():
-            return super().run(instance, effects)
+    @property  # type: ignore[override]
+    def enqueues_in_transaction(self) -> bool:
+        """django-tasks-db on our own database: a task row is written in the same transaction."""
+        return self._kind()[1]
+
+    # ---- the explicit paths ------------------------------------------------------------------------
+    def caller_mode(self) -> Mode:
+        return Mode.everything_here() if self.is_immediate else Mode.queue()
+
+    def task_mode(self, routing: tuple[str, int]) -> Mode:
         if self.is_immediate:
-            return sum(self._advance_immediately(owner, steps) for owner, steps in groups)
-        for owner, steps in groups:
-            self._enqueue_steps(owner.pk, steps)
-        return 0
+            return Mode.everything_here()
+        return Mode.chain(int(settings.MAX_INLINE_STEPS), routing)
 
-    def _advance_immediately(self, instance: Instance, steps: list[ExecuteStep]) -> int:
-        token = _handoff.set((instance.pk, instance))
+    @contextmanager
+    def _holding(self) -> Iterator[Holding]:
+        with heartbeat.holding() as holding:
+            yield holding
+
+    def _run_here(self, instance: Instance | None, items: list[Item]) -> int:
+        """Immediate backend: one ``advance`` task, which the backend runs right here (``instance``:
+        the one written last, whose steps come first; items of other instances name theirs)."""
+        if not items:
+            return 0
+        pk = instance.pk if instance is not None else items[0].instance_pk
+        self._handed.instance = instance
         try:
             result = advance.using(backend=settings.TASK_BACKEND).enqueue(
-                instance.pk, [[e.step.registry_name(), e.attempt] for e in steps])
+                pk, [[i.step, i.attempt, i.claimed, i.token] + ([] if i.instance_pk == pk else [i.instance_pk])
+                     for i in items])
         finally:
-            _handoff.reset(token)
+            self._handed.instance = None
         if getattr(result.status, "value", result.status) == TaskResultStatus.FAILED.value:  # either module's enum
             trace = result.errors[-1].traceback if result.errors else ""
-            raise DispatchError(f"running the steps of {instance.id} failed:\n{trace}")
+            name = instance.id if instance is not None else f"instance {pk}"
+            raise DispatchError(f"running the steps of {name} failed:\n{trace}")
         return int(result.return_value or 0)
 
-    def _enqueue_steps(self, instance_pk: Any, steps: Iterable[ExecuteStep]) -> None:
-        task = run_step.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
-        calls = [(instance_pk, e.step.registry_name(), e.attempt) for e in steps]
+    def _task(self, task: Any, queue_name: str, priority: int) -> Any:
+        """``task`` bound to the backend, queue and priority of a run (checked by the backend once)."""
+        backend = self.backend
+        key = (task, queue_name, priority, id(backend))
+        bound = self._handed.__dict__.setdefault("tasks", {}).get(key)
+        if bound is None or bound.backend != settings.TASK_BACKEND:
+            options: dict[str, Any] = {"backend": settings.TASK_BACKEND,
+                                       "queue_name": queue_name or settings.QUEUE_NAME}
+            if priority and getattr(backend, "supports_priority", False):
+                options["priority"] = priority
+            bound = task.using(**options)
+            backend.validate_task(bound)
+            self._handed.tasks[key] = bound
+        return bound
 
-        def enqueue() -> None:
-            for args in calls:
-                task.enqueue(*args)
+    def _companions(self, runs: list[Run], mode: Mode) -> list[Any]:
+        if mode.here or not self.enqueues_in_transaction:
+            return []
+        return [dbqueue.task_row(self._task(run_step, r.queue_name, r.priority), r.token)
+                for r in runs if r.state == QUEUED]
 
-        transaction.on_commit(enqueue)  # never before the state that makes the step runnable commits
+    def _enqueue(self, instance_pk: Any, runs: list[Run], *, written: bool) -> None:
+        if self.enqueues_in_transaction:  # task rows of our own database, in this transaction
+            rows = [dbqueue.task_row(self._task(run_step, r.queue_name, r.priority), r.token) for r in runs]
+            if not written:
+                dbqueue.insert(rows)
+            dbqueue.announce(self.backend, rows)
+            return
+        storage = self.storage
+        calls = [(self._task(run_step, r.queue_name, r.priority), r) for r in runs]
+
+        def enqueue() -> None:  # never before the state that makes the step runnable commits
+            sent = [(run, str(task.enqueue(run.token).id)) for task, run in calls]
+            storage.mark_enqueued(sent)
+
+        transaction.on_commit(enqueue)
 
     def _schedule(self, instance: Instance, effects: Iterable[Effect]) -> list[Timer]:
         timers = super()._schedule(instance, effects)
-        if not timers or _inline.get() or self.is_immediate or not getattr(self.backend, "supports_defer", False):
+        if not timers or self.is_immediate or not getattr(self.backend, "supports_defer", False):
             return timers
-        task = fire_timer.using(backend=settings.TASK_BACKEND, queue_name=settings.QUEUE_NAME)
+        graph = engine.graph_of(instance)
+        calls = []
+        for timer in timers:
+            step = graph.step(timer.step)
+            queue, priority = routing(instance, step) if step is not None else ("", 0)
+            calls.append((self._task(fire_timer, queue, priority).using(run_after=timer.due), timer.pk))
 
         def enqueue() -> None:  # deferred fires of the timers just written (the worker fires them too)
-            for timer in timers:
-                task.using(run_after=timer.due).enqueue(timer.pk)
+            for task, pk in calls:
+                task.enqueue(pk)
 
-        transaction.on_commit(enqueue)
+        if self.enqueues_in_transaction:
+            enqueue()
+        else:
+            transaction.on_commit(enqueue)
         return timers
 
-    # ---- what tasks run --------------------------------------------------------------------------------
-    def advance_inline(self, instance_pk: Any, steps: list[list[Any]]) -> int:
-        """Run ``steps`` of one instance here, and all they lead to (the ``advance`` task)."""
-        handed = _handoff.get()
-        instance = handed[1] if handed and handed[0] == instance_pk else self.storage.load_pk(instance_pk)
-        graph = engine.graph_of(instance)
-        effects: list[Effect] = []
-        for name, attempt in steps:
-            step = graph.step(name)
-            if step is not None:
-                effects.append(ExecuteStep(step, int(attempt)))
-        token = _inline.set(True)
-        try:
-            with telemetry_runner("immediate"):
-                return super().run(instance, effects)
-        finally:
-            _inline.reset(token)
+    def _take_sibling(self, instance: Instance, mode: Mode) -> Item | None:
+        """With django-tasks-db on our database: when a task's chain ends while other branches of
+        its instance still wait in the queue (a backlog keeps the other workers busy), the task
+        runs them too, retiring their task rows in the same statement; a branch another worker
+        already took is left to it."""
+        if not self.enqueues_in_transaction or mode.routing is None:
+            return None
+        run = dbqueue.take_sibling(self.storage, instance.pk, mode.routing, self.worker_id)
+        return None if run is None else Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)
 
-    def run_step_task(self, instance_pk: Any, step_name: str, attempt: int) -> str:
-        """One step execution, as a queue worker runs it. Never raises for engine reasons."""
+    def _unknown_workflow(self, instance_pk: Any, exc: UnknownWorkflow) -> None:
+        self.fail_unknown(instance_pk, str(exc))
+
+    def fail_unknown(self, pk: Any, error: str) -> None:
+        """Fail an instance whose workflow (or step) is gone; a parent waiting for it goes on (its
+        runs written in the same transaction, dispatched like a caller's)."""
+        mode = self.caller_mode()
+        with transaction.atomic():
+            link = self.storage.fail_unknown(pk, error)
+            items = self.child_finished(*link, mode) if link is not None else []
+        if items:
+            self._run_here(None, items)
+
+    # ---- what tasks run --------------------------------------------------------------------------------
+    def advance_inline(self, instance_pk: Any, items: list[list[Any]]) -> int:
+        """The immediate ``advance`` task: run ``items`` ([step, attempt, claimed, token], plus the
+        instance's key for a step of another instance than ``instance_pk``'s: a child, a parent)
+        here, and everything they lead to."""
+        handed = getattr(self._handed, "instance", None)
+        instance = handed if handed is not None and handed.pk == instance_pk else None
+        work = [Item(item[4] if len(item) > 4 else instance_pk, str(item[0]), int(item[1]), bool(item[2]),
+                     str(item[3])) for item in items]
+        if instance is None and work and work[0].claimed and work[0].instance_pk == instance_pk:
+            try:
+                instance = self.storage.load_pk(instance_pk)
+            except InstanceNotFound:
+                return 0
+        with telemetry_runner("immediate"):
+            return self._drive(instance, work, Mode.everything_here())
+
+    def run_step_task(self, token: str) -> str:
+        """A queue worker's task: claim the run dispatched with ``token``, execute its step and
+        carry the instance on. Never raises for engine reasons."""
         try:
-            instance = self.storage.load_pk(instance_pk)
-        except InstanceNotFound:
-            return "gone"
+            state, instance, run = self.storage.claim(str(token), self.worker_id)
         except UnknownWorkflow as exc:
-            self.fail_unknown(instance_pk, str(exc))
+            pk = self.storage.run_instance_pk(str(token))
+            if pk is not None:
+                self.fail_unknown(pk, str(exc))
             return "unknown workflow"
-        step = engine.graph_of(instance).step(step_name)
-        if step is None:
-            self.fail_unknown(instance_pk, f"workflow {instance.workflow.name} has no step {step_name!r}")
-            return "unknown step"
-        if not engine.is_runnable(instance, step):
-            return "skipped"
+        if instance is None or run is None:
+            if state == "missing" and self._recover_redelivered(str(token)):
+                return "recovered"
+            return "throttled" if state == "throttled" else "skipped"
+        step = engine.graph_of(instance).step(run.step)
+        mode = self.task_mode(routing(instance, step) if step is not None else ("", 0))
         with telemetry_runner("worker"):
-            new_instance, effects = self.run_step(instance, step, attempt)
-            if new_instance is not None:
-                self.run(new_instance, effects)
-        return "ran"
+            ran = self._drive(instance, [Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)],
+                              mode)
+        return f"ran {ran} step(s)"
+
+    def _recover_redelivered(self, token: str) -> bool:
+        """A task delivered again (Celery's late acks hand a message back when its worker dies)
+        whose run is still claimed by a process of this host that no longer exists: that claim
+        is lost now, not after ``LEASE_SECONDS``; the attempt counts as failed and this task goes
+        on. Whether it recovered the run."""
+        lost = self.storage.claimed_run(token)
+        if lost is None or lost.worker == self.worker_id or not is_gone(lost.worker):
+            return False
+        reason = (f"worker {lost.worker} died while it ran attempt {lost.attempt} of {lost.step} "
+                  "(its task was delivered again)")
+        try:
+            took = self.recover_run(lost, reason, int(settings.RECOVERY_ATTEMPTS), in_task=True)
+        except InstanceNotFound:
+            return False
+        except UnknownWorkflow as exc:
+            self.fail_unknown(lost.instance_pk, str(exc))
+            return False
+        if took:
+            logger.warning("recovered %s", reason)
+        return took
 
     def fire_timer_pk(self, timer_pk: Any) -> bool:
-        row = TimerRow.objects.filter(pk=timer_pk).first()
-        if row is None or row.due_at > clock.now():
+        """The deferred ``fire_timer`` task: fire the timer if it is still there and due, and
+        carry the instance on in this task."""
+        timer = self.storage.timer(timer_pk)
+        if timer is None or timer.due > clock.now():
             return False
-        return self.fire_timer(Timer(row.pk, row.instance_id, row.step, row.purpose, row.due_at, row.attempt))
+        return self.fire_timer(timer, in_task=True)
 
-    def fire_timer(self, timer: Timer) -> bool:
+    def fire_timer(self, timer: Timer, mode: Mode | None = None, *, in_task: bool = False) -> bool:
+        if in_task and mode is None:
+            try:
+                instance = self.storage.load_pk(timer.instance_pk)
+            except (InstanceNotFound, UnknownWorkflow):
+                instance = None
+            step = engine.graph_of(instance).step(timer.step) if instance is not None else None
+            mode = self.task_mode(routing(instance, step)) if instance is not None and step is not None else None
         try:
-            return super().fire_timer(timer)
+            return super().fire_timer(timer, mode)
         except InstanceNotFound:
             self.storage.claim_timer(timer)
             return False
@@ -168,83 +293,93 @@ class DjangoRunner(Runner):
             self.fail_unknown(timer.instance_pk, str(exc))
             return False
 
-    def fail_unknown(self, pk: Any, error: str) -> None:
-        """Fail an instance whose workflow (or step) is gone; a parent waiting for it goes on."""
-        with transaction.atomic():
-            link = self.storage.fail_unknown(pk, error)
-            effects = self.child_finished(*link) if link is not None else []
-        for effect in effects:  # the parent's (and grandparent's) next steps
-            if isinstance(effect, Continue):
-                self.run(effect.instance, effect.effects)
-
-    # ---- in-process helpers (test kit, worker) ------------------------------------------------------------
-    def run_pending_steps(self, instance_pks: Iterable[Any] | None = None) -> int:
-        """Run here every runnable step of running instances (queued on a backend, or lost
-        with a worker), except steps whose retry is not due yet; returns how many ran."""
-        pending_retries = self.storage.pending_retry_steps()
-        if instance_pks is None:
-            instance_pks = list(WorkflowInstance.objects.filter(status__in=STEPPING).values_list("pk", flat=True))
-        ran = 0
-        token = _inline.set(True)
-        try:
-            for pk in instance_pks:
-                try:
-                    instance = self.storage.load_pk(pk)
-                except UnknownWorkflow as exc:
-                    self.fail_unknown(pk, str(exc))
-                    continue
-                except InstanceNotFound:
-                    continue
-                graph = engine.graph_of(instance)
-                blocked = pending_retries.get(pk, set())
-                effects: list[Effect] = [
-                    ExecuteStep(s) for s in sorted(instance.running_steps, key=graph.position)
-                    if s.registry_name() not in blocked
-                ]
-                if effects:
-                    ran += Runner.run(self, instance, effects)
-        finally:
-            _inline.reset(token)
-        return ran
-
-    def recover_expired(self, now: datetime | None = None) -> int:
-        """Re-dispatch the runnable steps of running instances untouched for ``LEASE_SECONDS``:
-        their worker died, or the enqueue was lost in a crash after commit. Returns how many."""
+    # ---- the worker's jobs (runtime/worker.py) ------------------------------------------------------------
+    def recover_lost_claims(self, now: datetime | None = None) -> int:
+        """Count the claims whose worker stopped heartbeating ``LEASE_SECONDS`` ago as failed
+        attempts, and go on per each step's retry policy; returns how many were recovered."""
         now = now or clock.now()
         cutoff = now - timedelta(seconds=settings.LEASE_SECONDS)
-        pending_retries = self.storage.pending_retry_steps()
         recovered = 0
-        for pk, revision in WorkflowInstance.objects.filter(status__in=STEPPING, updated_at__lt=cutoff) \
-                .values_list("pk", "revision")[:1000]:
-            # claim the recovery: only one worker re-dispatches an instance per lease
-            if not WorkflowInstance.objects.filter(pk=pk, revision=revision).update(updated_at=now):
-                continue
+        for lost in self.storage.lost_runs(cutoff, limit=1000):
+            since = f"since {lost.heartbeat:%Y-%m-%d %H:%M:%S}" if lost.heartbeat else "ever"
+            reason = (f"worker {lost.worker} stopped while it ran attempt {lost.attempt} of {lost.step} "
+                      f"(no heartbeat {since}, LEASE_SECONDS={settings.LEASE_SECONDS:g})")
             try:
-                instance = self.storage.load_pk(pk)
+                took = self.recover_run(lost, reason, int(settings.RECOVERY_ATTEMPTS))
+            except InstanceNotFound:
+                continue
             except UnknownWorkflow as exc:
-                self.fail_unknown(pk, str(exc))
+                self.fail_unknown(lost.instance_pk, str(exc))
                 continue
-            blocked = pending_retries.get(pk, set())
-            steps = [ExecuteStep(s) for s in instance.running_steps if s.registry_name() not in blocked]
-            if not steps:
-                continue
-            logger.warning("recovering %s: re-running %s after an expired lease", instance.id,
-                           ", ".join(e.step.registry_name() for e in steps))
-            recovered += len(steps)  # steps re-dispatched (those they lead to are not counted)
-            if self.is_immediate:
-                token = _inline.set(True)
-                try:
-                    Runner.run(self, instance, list(steps))
-                finally:
-                    _inline.reset(token)
-            else:
-                self._enqueue_steps(pk, steps)
+            if took:
+                logger.warning("recovered %s", reason)
+                recovered += 1
         return recovered
 
+    def redispatch_lost(self, now: datetime | None = None) -> int:
+        """Send again the runs whose dispatch was lost: never marked as having reached the queue
+        (a crash between commit and enqueue) ``DISPATCH_GRACE_SECONDS`` after they were written,
+        or whose task a worker took but never claimed the run with (it died in between). With
+        ``DISPATCH_TIMEOUT``, also those enqueued that long ago and still unclaimed. A run merely
+        waiting in a queue backlog is never sent twice otherwise. Returns how many were sent."""
+        now = now or clock.now()
+        cutoff = now - timedelta(seconds=min(DISPATCH_GRACE_SECONDS, settings.LEASE_SECONDS))
+        sent = self._send_again(lambda: self.storage.undispatched(cutoff, enqueued=False))
+        if self.enqueues_in_transaction:
+            sent += self._send_again(lambda: self.storage.undispatched(
+                cutoff, enqueued=True, where=dbqueue.still_coming(cutoff)))
+        elif not self.is_immediate and getattr(self.backend, "supports_get_result", False):
+            sent += self._send_again(lambda: self._taken_but_unclaimed(now))
+        timeout = settings.DISPATCH_TIMEOUT
+        if timeout is not None:
+            sent += self._send_again(lambda: self.storage.undispatched(
+                now - timedelta(seconds=float(timeout)), enqueued=True))
+        return sent
 
-#: The instance handed from the caller to the immediate ``advance`` task (saves one read).
-_handoff: contextvars.ContextVar[tuple[Any, Instance] | None] = contextvars.ContextVar("hephaestus_handoff",
-                                                                                        default=None)
+    def _taken_but_unclaimed(self, now: datetime) -> list[Any]:
+        """Runs enqueued ``LEASE_SECONDS`` ago whose task the backend no longer has waiting, and
+        which a worker took more than the grace ago (or finished) without claiming the run."""
+        cutoff = now - timedelta(seconds=min(DISPATCH_GRACE_SECONDS, settings.LEASE_SECONDS))
+        found = []
+        for pk, task_id in self.storage.enqueued_runs(now - timedelta(seconds=settings.LEASE_SECONDS)):
+            try:
+                result = self.backend.get_result(task_id)
+            except Exception:  # unknown to the backend (expired, pruned): it will never run
+                found.append(pk)
+                continue
+            status = getattr(result.status, "value", result.status)
+            started = getattr(result, "started_at", None)
+            if status in ("SUCCESSFUL", "FAILED") or (status == "RUNNING" and started is not None and started < cutoff):
+                found.append(pk)
+        return found
+
+    def release_throttled(self) -> int:
+        """Dispatch throttled runs of steps with a free concurrency slot (the releasing write
+        normally does it; this is the safety net)."""
+        sent = 0
+        for step, _limit, free in self.storage.throttled_steps():
+            sent += self._send_again(lambda step=step, free=free: self.storage.promote_throttled(
+                step, free, enqueued=self._enqueued_at_once()), promoted=True)
+        return sent
+
+    def _enqueued_at_once(self) -> bool:
+        return self.enqueues_in_transaction and not self.is_immediate
+
+    def _send_again(self, take: Any, *, promoted: bool = False) -> int:
+        """In one transaction, take runs (``take()``: pks, or runs already re-dispatched with
+        ``promoted``), give them a new dispatch and send it: enqueued (marked as such once they
+        reached the queue), or run here under the immediate backend."""
+        immediate = self.is_immediate
+        with transaction.atomic():
+            taken = take()
+            runs: list[Run] = taken if promoted else self.storage.redispatch(
+                taken, mark_enqueued=self._enqueued_at_once())
+            if runs and not immediate:
+                self._enqueue(None, runs, written=False)
+        if runs and immediate:
+            self.run_pending_steps({r.instance_pk for r in runs})
+        return len(runs)
+
 
 _runner: DjangoRunner | None = None
 

@@ -13,19 +13,20 @@ from hephaestus_django.compat import task
 
 @task()
 def advance(instance_pk: int, steps: list[list[Any]]) -> int:
-    """Run ``steps`` ([[step_name, attempt], ...]) of one instance and everything they lead to,
-    in this process, iteratively. The immediate backend runs it inside ``enqueue()``."""
+    """Immediate backend: run ``steps`` ([[step_name, attempt, claimed, token], ...]) of one instance and
+    everything they lead to, in the caller, iteratively; returns how many steps ran."""
     from hephaestus_django.runtime.dispatch import get_runner
 
     return get_runner().advance_inline(instance_pk, steps)
 
 
 @task()
-def run_step(instance_pk: int, step: str, attempt: int = 1) -> str:
-    """Execute one step of one instance and apply its outcome (queue backends)."""
+def run_step(token: str) -> str:
+    """Queue backends: claim the run dispatched with ``token``, execute its step, then carry the
+    instance on (its next steps, up to ``MAX_INLINE_STEPS`` per task)."""
     from hephaestus_django.runtime.dispatch import get_runner
 
-    return get_runner().run_step_task(instance_pk, step, attempt)
+    return get_runner().run_step_task(token)
 
 
 @task()

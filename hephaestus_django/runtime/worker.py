@@ -1,5 +1,5 @@
-"""The loop behind ``manage.py hephaestus_worker``: fire due timers, start due schedule ticks and
-recover expired leases.
+"""The loop behind ``manage.py hephaestus_worker``: a pass runs every job of :data:`JOBS` (fire due
+timers, recover lost claims and dispatches, release throttled steps, start due schedule ticks).
 
 SIGTERM and SIGINT stop it after the current pass; a second SIGINT interrupts at once.
 """
@@ -9,24 +9,47 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from django.db import close_old_connections
 
-from hephaestus_django.runtime.dispatch import get_runner
+from hephaestus_django.runtime.dispatch import DjangoRunner, get_runner
 
 logger = logging.getLogger("hephaestus")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+#: How the worker's report counts what a job did.
+FIRED, RECOVERED, STARTED = "fired", "recovered", "started"
+
+#: What a pass does, in order: (name, what it counts as, job). Each job returns how many things it did.
+JOBS: list[tuple[str, str, Callable[[DjangoRunner], int]]] = [
+    ("fire due timers", FIRED, DjangoRunner.fire_due_timers),
+    ("recover lost claims", RECOVERED, DjangoRunner.recover_lost_claims),
+    ("re-send lost dispatches", RECOVERED, DjangoRunner.redispatch_lost),
+    ("release throttled steps", RECOVERED, DjangoRunner.release_throttled),
+    ("start due schedule ticks", STARTED, DjangoRunner.fire_schedules),
+]
+
 
 def run_pass() -> tuple[int, int, int]:
-    """One pass of the worker: fire every due timer, start the instances of due schedule ticks,
-    then re-dispatch the steps of instances whose lease expired; returns (timers fired, steps
-    recovered, scheduled instances started)."""
-    service = get_runner()
-    return service.fire_due_timers(), service.recover_expired(), service.fire_schedules()
+    """One pass of the worker: every job of :data:`JOBS`, each once; returns (timers fired, steps
+    recovered or dispatched again, scheduled instances started). A job that raises is logged and
+    the pass goes on (the first error is raised at the end)."""
+    runner = get_runner()
+    counts = {FIRED: 0, RECOVERED: 0, STARTED: 0}
+    failure: Exception | None = None
+    for name, kind, job in JOBS:
+        try:
+            counts[kind] += job(runner)
+        except Exception as exc:
+            logger.exception("hephaestus worker: %s failed", name)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return counts[FIRED], counts[RECOVERED], counts[STARTED]
 
 
 def run_worker(once: bool, interval: float, stdout: Any) -> int:

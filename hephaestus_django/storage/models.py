@@ -1,6 +1,6 @@
 """Database tables: one row per instance, one per history entry, one per pending timer, one per
-idempotency key a resume used; one per schedule and one per schedule tick that started (or tried
-to start) an instance."""
+runnable step execution (its run), one per idempotency key a resume used; one per schedule and
+one per schedule tick that started (or tried to start) an instance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED
 from hephaestus_django.core.status import ACTIVE_STATUSES, EntryKind, Status
 
 ACTIVE = [s.value for s in ACTIVE_STATUSES]
@@ -205,6 +206,69 @@ class Timer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.step} at {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RunState(models.TextChoices):
+    """Mirrors the run states of :mod:`hephaestus_django.core.ports`."""
+
+    QUEUED = QUEUED, _("queued")
+    CLAIMED = CLAIMED, _("claimed")
+    THROTTLED = THROTTLED, _("throttled")
+
+
+class StepRun(models.Model):
+    """A runnable step execution: queued for a worker, claimed by one, or throttled (waiting for a
+    concurrency slot).
+
+    Written in the same statement that makes the step runnable and removed by the one that
+    applies its outcome, so the table holds exactly the work in flight. A worker claims the run
+    before executing the step (a duplicate delivery finds nothing to claim) and keeps
+    ``heartbeat_at`` fresh while it works: a claim whose heartbeat is older than
+    ``LEASE_SECONDS`` was lost with its worker, and recovery counts it as a failed attempt.
+    """
+
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="runs")
+    step = models.CharField(_("step"), max_length=255)
+    attempt = models.PositiveIntegerField(_("attempt"), default=1)
+    state = models.CharField(_("state"), max_length=16, choices=RunState.choices, default=RunState.QUEUED)
+    queue_name = models.CharField(_("queue name"), max_length=255, blank=True, default="",
+                                  help_text=_("empty: HEPHAESTUS['QUEUE_NAME']"))
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    concurrency_limit = models.PositiveIntegerField(_("concurrency limit"), null=True, blank=True)
+    #: The task that runs it reached the queue (or the process that wrote it runs it itself).
+    enqueued = models.BooleanField(_("enqueued"), default=False)
+    worker = models.CharField(_("worker"), max_length=255, blank=True, default="")
+    #: Identifies this dispatch: the task claims the run by it; a new attempt or a re-dispatch gets
+    #: a new one. With django-tasks-db on the same database it is the task's id too.
+    token = models.UUIDField(_("token"), unique=True)
+    #: The task backend's id of the task that runs it (other backends, once enqueued).
+    task_id = models.CharField(_("task id"), max_length=255, blank=True, default="")
+    dispatched_at = models.DateTimeField(_("dispatched"))
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    heartbeat_at = models.DateTimeField(_("heartbeat"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("step run")
+        verbose_name_plural = _("step runs")
+        ordering = ["dispatched_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "step"], name="hephaestus_one_run_per_step"),
+            models.CheckConstraint(condition=Q(state__in=RunState.values), name="hephaestus_run_state_valid"),
+        ]
+        indexes = [
+            # what recovery scans: lost claims, dispatches that never reached the queue, waiting
+            # throttled runs; and the claims a concurrency limit counts
+            models.Index(fields=["heartbeat_at"], condition=Q(state=CLAIMED), name="hephaestus_run_claimed_idx"),
+            models.Index(fields=["dispatched_at"], condition=Q(state=QUEUED, enqueued=False),
+                         name="hephaestus_run_unsent_idx"),
+            models.Index(fields=["step", "dispatched_at"], condition=Q(state=THROTTLED),
+                         name="hephaestus_run_throttle_idx"),
+            models.Index(fields=["step"], condition=Q(state=CLAIMED, concurrency_limit__isnull=False),
+                         name="hephaestus_run_limited_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} #{self.attempt} ({self.state})"
 
 
 class WorkflowSchedule(models.Model):

@@ -1,39 +1,61 @@
 """The ORM storage: core instances to and from rows, with the fewest statements per transition.
 
-A step transition costs three statements: ``SELECT ... FOR UPDATE`` of the instance row,
-one ``UPDATE`` of it, and one ``INSERT`` of its new history entries.
+On PostgreSQL a step transition is one statement on the uncontended path: the guarded UPDATE of
+the instance row, the INSERT of its history entries and the changes to its runs, in one
+data-modifying CTE (:func:`write_sql`). Elsewhere it is one statement per table touched.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
+from django.db.models import Max, Q
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import ScheduleTimer
+from hephaestus_django.core.engine import DISPATCHABLE
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
-from hephaestus_django.core.ports import ScheduleState, Timer
+from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import Status
 from hephaestus_django.storage.models import (
     ACTIVE,
     HistoryEntry,
     ResumeKey,
     ScheduleTick,
+    StepRun,
     WorkflowInstance,
     WorkflowSchedule,
 )
 from hephaestus_django.storage.models import Timer as TimerRow
+from hephaestus_django.storage.sql import (
+    HISTORY_COLUMNS,
+    RUN_COLUMNS,
+    claim_sql,
+    create_sql,
+    extra_shape,
+    extra_values,
+    insert_sql,
+    move_run_sql,
+    pg_adapters,
+    prepared,
+    slot_lock,
+    steal_sql,
+    update_sql,
+    write_sql,
+)
+
+DISPATCHABLE_VALUES = [s.value for s in DISPATCHABLE]
 
 
 def _graph(workflow_name: str, version: int) -> tuple[Any, Graph]:
@@ -200,89 +222,55 @@ def _history_rows(instance: Instance) -> list[HistoryEntry]:
     return [HistoryEntry(instance_id=instance.pk, **values) for values in _history_values(instance)]
 
 
-_HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
-                    "delay", "traceback")
-_SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
-              "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision"}
+def _run_values(run: Run, now: datetime) -> dict[str, Any]:
+    """Column values of a run as written now (a claimed one is claimed, and alive, now)."""
+    claimed = run.state == CLAIMED
+    return {"step": run.step, "attempt": run.attempt, "state": run.state, "queue_name": run.queue_name,
+            "priority": run.priority, "concurrency_limit": run.limit, "enqueued": run.enqueued,
+            "worker": run.worker if claimed else "", "token": run.token or str(uuid.uuid4()), "task_id": "",
+            "dispatched_at": now, "claimed_at": now if claimed else None, "heartbeat_at": now if claimed else None}
 
 
-def _update_with_history(instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
-                         check_revision: bool) -> int:
-    """PostgreSQL: ``WITH u AS (UPDATE ... RETURNING id) INSERT INTO history SELECT ... FROM u``.
+def _run_from_row(row: Any, prefix: str = "") -> Run:
+    def get(name: str) -> Any:
+        return getattr(row, prefix + name)
 
-    The history rows are inserted only if the UPDATE matched, in the same statement; returns
-    how many rows were inserted (0 when the revision check failed).
-    """
-    columns = tuple(fields)
-    adapt = _pg_adapters()
-    params: list[Any] = [adapt[name](value) for name, value in fields.items()]
-    params.append(instance.pk)
-    if check_revision:
-        params.append(instance.revision)
-    for values in entries:
-        params.extend(adapt[f"history.{c}"](values[c]) for c in _HISTORY_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(_update_with_history_sql(columns, check_revision, len(entries)), params)
-        return int(cursor.rowcount)
+    return Run(get("instance_id") if not prefix else row.pk, get("step"), get("attempt"), get("state"),
+               get("queue_name"), get("priority"), get("concurrency_limit"), get("enqueued"), get("worker"),
+               str(get("token")))
 
 
-def _same(value: Any) -> Any:
-    return value
+def _insert_extra(rows: Sequence[Any]) -> None:
+    """Insert unsaved model instances (ORM path), one bulk INSERT per model."""
+    by_model: dict[type[Any], list[Any]] = {}
+    for row in rows:
+        by_model.setdefault(type(row), []).append(row)
+    for model, objs in by_model.items():
+        model._default_manager.bulk_create(objs)
 
-
-@functools.cache
-def _pg_adapters() -> dict[str, Any]:
-    """Per column, what turns a value into a psycopg parameter: JSON columns go through the
-    field's encoder (as ``Field.get_db_prep_save`` would); everything else psycopg adapts itself."""
-    adapters: dict[str, Any] = {}
-    for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta)):
-        for field in meta.concrete_fields:
-            if field.get_internal_type() == "JSONField":
-                adapters[prefix + field.name] = functools.partial(_adapt_json, encoder=field.encoder)
-            else:
-                adapters[prefix + field.name] = _same
-    return adapters
-
-
-def _adapt_json(value: Any, encoder: Any) -> Any:
-    return None if value is None else connection.ops.adapt_json_value(value, encoder)
-
-
-@functools.cache
-def _history_fields() -> list[Any]:
-    return [HistoryEntry._meta.get_field(c) for c in _HISTORY_COLUMNS]
-
-
-@functools.lru_cache(maxsize=64)
-def _update_with_history_sql(columns: tuple[str, ...], check_revision: bool, entries: int) -> str:
-    """The statement's text, built once per shape (identifiers from the models' metadata; every
-    value is a parameter)."""
-    meta, hmeta = WorkflowInstance._meta, HistoryEntry._meta
-    qn = connection.ops.quote_name
-    sets = ", ".join(f"{qn(meta.get_field(name).column)} = %s" for name in columns)
-    where = f"{qn(meta.pk.column)} = %s"
-    if check_revision:
-        where += f" AND {qn(meta.get_field('revision').column)} = %s"
-    hfields = _history_fields()
-    casts = ", ".join(f"%s::{_SQL_TYPES[f.get_internal_type()]}" for f in hfields)
-    values = ", ".join(f"({casts})" for _ in range(entries))
-    history_columns = ", ".join(qn(f.column) for f in hfields)
-    return (f"WITH u AS (UPDATE {qn(meta.db_table)} SET {sets} "  # noqa: S608
-            f"WHERE {where} RETURNING {qn(meta.pk.column)}) "
-            f"INSERT INTO {qn(hmeta.db_table)} ({qn(hmeta.get_field('instance').column)}, {history_columns}) "
-            f"SELECT u.{qn(meta.pk.column)}, v.* FROM u CROSS JOIN (VALUES {values}) AS v")
 
 
 class DjangoStorage:
-    """Instances, history and timers in the ``hephaestus_django`` tables."""
+    """Instances, history, timers and runs in the ``hephaestus_django`` tables."""
 
     name: ClassVar[str] = "django_orm"
     supports_locking: ClassVar[bool] = True
+    #: A value the database refuses (PostgreSQL: NUL in text, a too long string...) or that cannot
+    #: be encoded at all (an integer too long for ``str``): the step's outcome fails, not the worker.
+    unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = (DataError, ValueError, TypeError,
+                                                                    OverflowError, RecursionError)
 
     def atomic(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
 
-    def create(self, instance: Instance, scope: str) -> None:
+    def writes_alone(self) -> bool:
+        """PostgreSQL, outside any transaction: every write of ours is one statement (a data-modifying
+        CTE), atomic by itself. Inside a caller's transaction a write keeps its savepoint, so that a
+        refused value never aborts the caller's transaction."""
+        return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+    # ---- instances ------------------------------------------------------------------------------------
+    def create(self, instance: Instance, scope: str, runs: Sequence[Run] = (), extra: Sequence[Any] = ()) -> None:
         now = clock.now()
         fields = row_fields(instance)
         # Two global starts of one id collide on the unique slot ("g|<id>"). A global start racing
@@ -292,24 +280,47 @@ class DjangoStorage:
             clash = WorkflowInstance.objects.active().filter(instance_id=instance.id).first()
             if clash is not None:
                 raise AlreadyRunning(f"instance {instance.id} is already active (workflow {clash.workflow})")
-        try:
-            with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
-                row = WorkflowInstance.objects.create(
-                    instance_id=instance.id, workflow=instance.workflow.name, created_at=now, updated_at=now,
-                    revision=1, parent_id=instance.parent_pk, parent_instance_id=instance.parent_id or "",
-                    parent_step=instance.parent_step or "", **fields,
-                )
-        except IntegrityError:
-            raise AlreadyRunning(
-                f"instance {instance.id} is already active in workflow {instance.workflow.name} "
-                f"(unique scope {scope!r})"
-            ) from None
-        instance.pk = row.pk
+        fields.update(instance_id=instance.id, workflow=instance.workflow.name,
+                      workflow_version=instance.workflow_version, created_at=now, updated_at=now, revision=1,
+                      history_length=0, parent_id=instance.parent_pk, parent_instance_id=instance.parent_id or "",
+                      parent_step=instance.parent_step or "")
+        if connection.vendor == "postgresql":
+            pk = self._create_pg(fields, runs, extra, now)
+        else:
+            pk = self._create_orm(fields, runs, extra, now)
+        if pk is None:
+            raise AlreadyRunning(f"instance {instance.id} is already active in workflow {instance.workflow.name} "
+                                 f"(unique scope {scope!r})")
+        instance.pk = pk
         instance.created_at = instance.updated_at = now
         instance.revision = 1
         if instance.execution_history:
             HistoryEntry.objects.bulk_create(_history_rows(instance))
         instance.mark_persisted()
+
+    def _create_pg(self, fields: dict[str, Any], runs: Sequence[Run], extra: Sequence[Any], now: datetime) -> Any:
+        """One statement, no savepoint: a taken uniqueness slot inserts nothing (``None``)."""
+        adapt = pg_adapters()
+        params = [adapt[name](value) for name, value in fields.items()]
+        for run in runs:
+            values = _run_values(run, now)
+            params.extend(values[c] for c in RUN_COLUMNS)
+        params.extend(extra_values(extra))
+        with connection.cursor() as cursor:
+            cursor.execute(create_sql(tuple(fields), len(runs), extra_shape(extra)), params)
+            row = cursor.fetchone()
+        return None if row is None else row[0]
+
+    def _create_orm(self, fields: dict[str, Any], runs: Sequence[Run], extra: Sequence[Any], now: datetime) -> Any:
+        try:
+            with transaction.atomic():  # a savepoint: a caller's transaction survives AlreadyRunning
+                row = WorkflowInstance.objects.create(**fields)
+        except IntegrityError:
+            return None
+        if runs:
+            StepRun.objects.bulk_create([StepRun(instance_id=row.pk, **_run_values(r, now)) for r in runs])
+        _insert_extra(extra)
+        return row.pk
 
     def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
              history: bool = True) -> Instance:
@@ -337,16 +348,20 @@ class DjangoStorage:
         entries = list(HistoryEntry.objects.filter(instance_id=row.pk).order_by("seq")) if history else None
         return to_instance(row, entries)
 
-    def save(self, instance: Instance) -> None:
-        self._write(instance, check_revision=False)
+    def save(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+             extra: Sequence[Any] = ()) -> None:
+        self._write(instance, runs, release, extra, check_revision=False, holder=None)
 
-    def save_if_unchanged(self, instance: Instance) -> bool:
-        return self._write(instance, check_revision=True)
+    def save_if_unchanged(self, instance: Instance, runs: Sequence[Run] = (), release: str | None = None,
+                          holder: tuple[str, int] | None = None, extra: Sequence[Any] = ()) -> bool:
+        return self._write(instance, runs, release, extra, check_revision=True, holder=holder)
 
-    def _write(self, instance: Instance, *, check_revision: bool) -> bool:
-        """Store the state and the new history entries: on PostgreSQL one statement (the UPDATE
-        and the INSERT of the entries in one data-modifying CTE), elsewhere one of each. With
-        ``check_revision`` nothing is written unless the stored revision is still the instance's."""
+    def _write(self, instance: Instance, runs: Sequence[Run], release: str | None, extra: Sequence[Any], *,
+               check_revision: bool, holder: tuple[str, int] | None) -> bool:
+        """Store the state, the new history entries and the run changes: on PostgreSQL one
+        statement (see :func:`write_sql`), elsewhere one per table. With ``check_revision`` (and
+        ``holder``) nothing is written unless the stored revision is still the instance's (and the
+        worker still holds ``release``'s run)."""
         now = clock.now()
         fields = row_fields(instance)
         for name in _CREATE_ONLY:
@@ -354,16 +369,20 @@ class DjangoStorage:
         entries = _history_values(instance)
         fields.update(updated_at=now, revision=instance.revision + 1,
                       history_length=instance.history_length + len(entries))
+        if release is not None and any(r.step == release for r in runs):
+            release = None  # the step runs again at once: its run is renewed, not removed
+        if release is None:
+            holder = None
+        finished = instance.status.is_finished
+        # compensating: the steps it left (their unclaimed runs) go; a claimed one ends with its outcome
+        keep = _names(instance.active_steps) if instance.status == Status.COMPENSATING else None
         try:  # only a retried instance can collide: another run of its id started meanwhile
-            if entries and connection.vendor == "postgresql":
-                updated = _update_with_history(instance, fields, entries, check_revision)
+            if connection.vendor == "postgresql":
+                updated = self._write_pg(instance, fields, entries, runs, release, finished, keep, check_revision,
+                                         holder, extra, now)
             else:
-                target = WorkflowInstance.objects.filter(pk=instance.pk)
-                if check_revision:
-                    target = target.filter(revision=instance.revision)
-                updated = target.update(**fields)
-                if updated and entries:
-                    HistoryEntry.objects.bulk_create([HistoryEntry(instance_id=instance.pk, **v) for v in entries])
+                updated = self._write_orm(instance, fields, entries, runs, release, finished, keep, check_revision,
+                                          holder, extra, now)
         except IntegrityError:
             raise AlreadyRunning(f"another instance {instance.id} is active in workflow {instance.workflow.name}") \
                 from None
@@ -374,6 +393,236 @@ class DjangoStorage:
         instance.mark_persisted()
         return True
 
+    def _write_pg(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
+                  runs: Sequence[Run], release: str | None, finished: bool, keep: list[str] | None,
+                  check_revision: bool, holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
+        adapt = pg_adapters()
+        params: list[Any] = [adapt[name](value) for name, value in fields.items()]
+        params.append(instance.pk)
+        if check_revision:
+            params.append(instance.revision)
+        if holder is not None:
+            params.extend((instance.pk, release, holder[0], holder[1]))
+        for values in entries:
+            params.extend(adapt[f"history.{c}"](values[c]) for c in HISTORY_COLUMNS)
+        if release is not None:
+            params.append(release)
+        if keep is not None and not finished:
+            params.append(keep)
+        for run in runs:
+            values = _run_values(run, now)
+            params.extend(values[c] for c in RUN_COLUMNS)
+        params.extend(extra_values(extra))
+        sql = write_sql(tuple(fields), check_revision, holder is not None, len(entries), release is not None,
+                        finished, len(runs), extra_shape(extra), keep is not None and not finished)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def _write_orm(self, instance: Instance, fields: dict[str, Any], entries: list[dict[str, Any]],
+                   runs: Sequence[Run], release: str | None, finished: bool, keep: list[str] | None,
+                   check_revision: bool, holder: tuple[str, int] | None, extra: Sequence[Any], now: datetime) -> int:
+        """Other databases: one plain statement per table touched (texts built once, no ORM query
+        compilation on the hot path)."""
+        params = prepared(WorkflowInstance, fields)
+        params.append(instance.pk)
+        if check_revision:
+            params.append(instance.revision)
+        if holder is not None:
+            params.extend((instance.pk, release, holder[0], holder[1]))
+        with connection.cursor() as cursor:
+            cursor.execute(update_sql(tuple(fields), check_revision, holder is not None), params)
+            updated = int(cursor.rowcount)
+            if not updated:
+                return 0
+            if entries:
+                cursor.execute(insert_sql(HistoryEntry, HISTORY_COLUMNS, len(entries)),
+                               [p for e in entries for p in (instance.pk, *prepared(HistoryEntry, e))])
+            if release is not None and runs and not finished:
+                # the run that ended becomes the first one the change made runnable (a chain moves on):
+                # one UPDATE instead of a DELETE and an INSERT
+                cursor.execute(move_run_sql(), [*prepared(StepRun, _run_values(runs[0], now)), instance.pk, release])
+                if cursor.rowcount:
+                    release, runs = None, runs[1:]
+        ended = Q(step=release) if release is not None else Q()
+        if finished:
+            ended |= ~Q(state=CLAIMED)
+            TimerRow.objects.filter(instance_id=instance.pk).delete()
+        elif keep is not None:
+            ended |= ~Q(state=CLAIMED) & ~Q(step__in=keep)
+        if ended:
+            StepRun.objects.filter(ended, instance_id=instance.pk).delete()
+        self._write_runs(instance.pk, runs, now)
+        _insert_extra(extra)
+        return updated
+
+    # ---- runs -------------------------------------------------------------------------------------------
+    def _write_runs(self, instance_pk: Any, runs: Sequence[Run], now: datetime) -> None:
+        if runs:
+            StepRun.objects.bulk_create([StepRun(instance_id=instance_pk, **_run_values(r, now)) for r in runs],
+                                        update_conflicts=True, unique_fields=["instance", "step"],
+                                        update_fields=list(RUN_COLUMNS[1:]))
+
+    def write_runs(self, instance: Instance, runs: Sequence[Run], extra: Sequence[Any] = ()) -> None:
+        self._write_runs(instance.pk, runs, clock.now())
+        _insert_extra(extra)
+
+    def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
+        now = clock.now()
+        if load and connection.vendor == "postgresql":
+            rows = list(WorkflowInstance.objects.raw(claim_sql(self.writes_alone()), [worker, now, now, token]))
+            if rows:
+                return CLAIMED, to_instance(rows[0]), _run_from_row(rows[0], prefix="run_")
+        else:
+            claimed = StepRun.objects.filter(token=token, state=QUEUED, concurrency_limit__isnull=True) \
+                .update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True)
+            if claimed:
+                row = StepRun.objects.get(token=token)
+                return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+        row = StepRun.objects.filter(token=token, state=QUEUED).first()
+        if row is None or row.concurrency_limit is None:
+            return "missing", None, None
+        return self._claim_slot(row, worker, load, now)
+
+    def _claim_slot(self, row: StepRun, worker: str, load: bool,
+                    now: datetime) -> tuple[str, Instance | None, Run | None]:
+        """Claim a run of a step with a concurrency limit: only while fewer than its limit of that
+        step's runs are claimed, counted under a per-step lock; otherwise the run is throttled."""
+        with transaction.atomic():
+            slot_lock(row.step)
+            busy = StepRun.objects.filter(step=row.step, state=CLAIMED, concurrency_limit__isnull=False).count()
+            target = StepRun.objects.filter(pk=row.pk, state=QUEUED)
+            if busy >= (row.concurrency_limit or 0):
+                throttled = target.update(state=THROTTLED, enqueued=False, worker="")
+                return (THROTTLED, None, _run_from_row(row)) if throttled else ("missing", None, None)
+            if not target.update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True):
+                return "missing", None, None
+        return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+
+    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
+              done: str, note: Any) -> Run | None:
+        """PostgreSQL: claim for ``worker`` a queued run of the instance (with this routing, no
+        concurrency limit) whose task still waits in ``tasks`` (a task table of this database whose
+        ids are the runs' tokens), marking that task ``done`` with ``note``, in one statement."""
+        if connection.vendor != "postgresql":
+            return None
+        now = clock.now()
+        with connection.cursor() as cursor:
+            note_value = tasks._meta.get_field("return_value").get_db_prep_save(note, connection)
+            cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()),
+                           [instance_pk, routing[0], routing[1], now, now, note_value, worker, now, now])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return Run(instance_pk, row[0], row[1], CLAIMED, routing[0], routing[1], None, True, worker, str(row[2]))
+
+    def run_instance_pk(self, token: str) -> Any:
+        """The instance of the run dispatched with ``token`` (``None``: no such run)."""
+        return StepRun.objects.filter(token=token).values_list("instance_id", flat=True).first()
+
+    def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
+        return StepRun.objects.filter(instance_id=instance_pk, step=step, worker=worker, attempt=attempt,
+                                      state=CLAIMED).exists()
+
+    def release(self, instance_pk: Any, step: str, *, worker: str | None = None, requeue: bool = False) -> None:
+        target = StepRun.objects.filter(instance_id=instance_pk, step=step)
+        if worker is not None:
+            target = target.exclude(Q(state=CLAIMED) & ~Q(worker=worker))
+        if requeue:
+            target.update(state=QUEUED, worker="", enqueued=False, claimed_at=None, heartbeat_at=None,
+                          dispatched_at=clock.now())
+        else:
+            target.delete()
+
+    def promote_throttled(self, step: str, count: int, *, enqueued: bool = False) -> list[Run]:
+        with transaction.atomic():
+            slot_lock(step)  # after any claim counting the slots of this step has decided
+            pks = list(StepRun.objects.select_for_update(skip_locked=True)
+                       .filter(step=step, state=THROTTLED).order_by("dispatched_at", "pk")
+                       .values_list("pk", flat=True)[:count])
+            if not pks:
+                return []
+            StepRun.objects.filter(pk__in=pks).update(state=QUEUED)
+            return self.redispatch(pks, mark_enqueued=enqueued)
+
+    def heartbeat(self, worker: str, instance_pks: Iterable[Any]) -> int:
+        """Show that ``worker`` is alive and still working on its claims of ``instance_pks``."""
+        return StepRun.objects.filter(worker=worker, state=CLAIMED, instance_id__in=list(instance_pks)) \
+            .update(heartbeat_at=clock.now())
+
+    def queued_runs(self, instance_pks: Iterable[Any] | None = None) -> list[Run]:
+        qs = StepRun.objects.filter(state=QUEUED, instance__status__in=DISPATCHABLE_VALUES)
+        if instance_pks is not None:
+            qs = qs.filter(instance_id__in=list(instance_pks))
+        return [_run_from_row(r) for r in qs.order_by("dispatched_at", "pk")]
+
+    def runs(self, instance_pk: Any = None) -> list[Run]:
+        qs = StepRun.objects.order_by("dispatched_at", "pk")
+        if instance_pk is not None:
+            qs = qs.filter(instance_id=instance_pk)
+        return [_run_from_row(r) for r in qs]
+
+    def lost_runs(self, cutoff: datetime, limit: int = 100) -> list[LostRun]:
+        rows = StepRun.objects.filter(state=CLAIMED, heartbeat_at__lt=cutoff).order_by("heartbeat_at") \
+            .values_list("pk", "instance_id", "step", "attempt", "worker", "heartbeat_at")[:limit]
+        return [LostRun(*row) for row in rows]
+
+    def claimed_run(self, token: str) -> LostRun | None:
+        """The run dispatched with ``token`` if a worker holds it (say, a task delivered again finds
+        the claim its first delivery made), else ``None``."""
+        row = StepRun.objects.filter(token=token, state=CLAIMED) \
+            .values_list("pk", "instance_id", "step", "attempt", "worker", "heartbeat_at").first()
+        return None if row is None else LostRun(*row)
+
+    def take_lost(self, lost: LostRun) -> bool:
+        return bool(StepRun.objects.filter(pk=lost.pk, state=CLAIMED, worker=lost.worker,
+                                           heartbeat_at=lost.heartbeat).delete()[0])
+
+    def undispatched(self, cutoff: datetime, *, enqueued: bool, limit: int = 1000, where: Any = None) -> list[Any]:
+        """Inside the caller's transaction, locked: pks of queued runs of dispatchable instances
+        dispatched before ``cutoff`` and (``enqueued`` False) never marked as having reached the
+        queue, or (True) sent; ``where``: a further condition on them."""
+        qs = StepRun.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+            state=QUEUED, enqueued=enqueued, dispatched_at__lt=cutoff, instance__status__in=DISPATCHABLE_VALUES)
+        if where is not None:
+            qs = qs.filter(where)
+        return list(qs.order_by("dispatched_at", "pk").values_list("pk", flat=True)[:limit])
+
+    def enqueued_runs(self, cutoff: datetime, limit: int = 200) -> list[tuple[Any, str]]:
+        """(pk, task id) of queued runs enqueued before ``cutoff`` with a known task id."""
+        return list(StepRun.objects.filter(state=QUEUED, enqueued=True, dispatched_at__lt=cutoff,
+                                           instance__status__in=DISPATCHABLE_VALUES).exclude(task_id="")
+                    .order_by("dispatched_at", "pk").values_list("pk", "task_id")[:limit])
+
+    def redispatch(self, pks: Iterable[Any], *, mark_enqueued: bool) -> list[Run]:
+        """Give queued runs a new dispatch (a new token: their old task, if it ever runs, finds
+        nothing to claim), stamped now; the caller sends them."""
+        now = clock.now()
+        runs = []
+        for pk in pks:
+            token = str(uuid.uuid4())
+            if StepRun.objects.filter(pk=pk, state=QUEUED).update(token=token, dispatched_at=now, task_id="",
+                                                                   enqueued=mark_enqueued):
+                runs.append(_run_from_row(StepRun.objects.get(pk=pk)))
+        return runs
+
+    def mark_enqueued(self, sent: Iterable[tuple[Run, str]]) -> None:
+        """Record that the tasks of these runs reached the queue, with the backend's task ids."""
+        for run, task_id in sent:
+            StepRun.objects.filter(token=run.token, state=QUEUED).update(enqueued=True, task_id=task_id[:255])
+
+    def throttled_steps(self) -> list[tuple[str, int, int]]:
+        """(step, limit, free slots) of every step with throttled runs and a free slot."""
+        waiting = StepRun.objects.filter(state=THROTTLED).values("step").annotate(limit=Max("concurrency_limit"))
+        found = []
+        for row in waiting:
+            busy = StepRun.objects.filter(step=row["step"], state=CLAIMED, concurrency_limit__isnull=False).count()
+            if row["limit"] is not None and busy < row["limit"]:
+                found.append((row["step"], row["limit"], row["limit"] - busy))
+        return found
+
+    # ---- timers -----------------------------------------------------------------------------------------
     def add_timers(self, instance: Instance, timers: Iterable[tuple[ScheduleTimer, datetime]]) -> list[Timer]:
         rows = TimerRow.objects.bulk_create([
             TimerRow(instance_id=instance.pk, step=effect.step.registry_name() if effect.step is not None else "",
@@ -381,10 +630,7 @@ class DjangoStorage:
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
-        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in rows]
-
-    def delete_timers(self, instance: Instance) -> None:
-        TimerRow.objects.filter(instance_id=instance.pk).delete()
+        return [_timer(r) for r in rows]
 
     def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
         """Due timers of one instance, or of every instance that is not paused (those wait for unpause)."""
@@ -393,15 +639,30 @@ class DjangoStorage:
             rows = rows.filter(instance_id=instance_pk)
         else:
             rows = rows.exclude(instance__status=Status.PAUSED.value)
-        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt)
-                for r in rows.order_by("due_at", "pk")[:limit]]
+        return [_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
+
+    def timer(self, pk: Any) -> Timer | None:
+        row = TimerRow.objects.filter(pk=pk).first()
+        return None if row is None else _timer(row)
 
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
         return set(TimerRow.objects.filter(instance_id=instance_pk, purpose="retry").values_list("step", flat=True))
 
-    def rename_timer_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
-        for old, new in renamed.items():
-            TimerRow.objects.filter(instance_id=instance_pk, step=old).update(step=new)
+    def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
+        timers = TimerRow.objects.filter(instance_id=instance_pk, step__in=list(renamed))
+        for pk, step in list(timers.values_list("pk", "step")):  # one by one: renames may swap two names
+            TimerRow.objects.filter(pk=pk).update(step=renamed[step])
+        # runs are unique per step: written again under their new names (a run whose new name
+        # another run has already is dropped)
+        moved = list(StepRun.objects.filter(instance_id=instance_pk, step__in=list(renamed)))
+        if moved:
+            StepRun.objects.filter(pk__in=[r.pk for r in moved]).delete()
+            for run in moved:
+                run.pk, run.step = None, renamed[run.step]
+            StepRun.objects.bulk_create(moved, ignore_conflicts=True)
+
+    def delete_timers(self, instance: Instance) -> None:
+        TimerRow.objects.filter(instance_id=instance.pk).delete()
 
     # ---- schedules ------------------------------------------------------------------------------------
     @staticmethod
@@ -457,7 +718,7 @@ class DjangoStorage:
         qs = TimerRow.objects.order_by("due_at", "pk")
         if instance_pk is not None:
             qs = qs.filter(instance_id=instance_pk)
-        return [Timer(r.pk, r.instance_id, r.step, r.purpose, r.due_at, r.attempt) for r in qs]
+        return [_timer(r) for r in qs]
 
     def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
         """Fail an active instance that can no longer be loaded (its workflow is unregistered).
@@ -475,14 +736,9 @@ class DjangoStorage:
                 revision=row.revision + 1, history_length=row.history_length + 1)
             HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
                                         step=row.current_step, timestamp=now, error=error)
+            StepRun.objects.filter(instance_id=pk).delete()
+            TimerRow.objects.filter(instance_id=pk).delete()
         return (row.parent_id, row.parent_step) if row.parent_id is not None else None
-
-    def pending_retry_steps(self) -> dict[Any, set[str]]:
-        """Instance pk -> names of its steps waiting on a retry timer."""
-        found: dict[Any, set[str]] = {}
-        for pk, step in TimerRow.objects.filter(purpose="retry").values_list("instance_id", "step"):
-            found.setdefault(pk, set()).add(step)
-        return found
 
     def claim_timer(self, timer: Timer) -> bool:
         deleted, _ = TimerRow.objects.filter(pk=timer.pk).delete()
@@ -551,3 +807,7 @@ class DjangoStorage:
             filters["status__in"] = [Status(s).value for s in filters["status__in"]]
         rows = qs.filter(**filters).order_by("-created_at", "-pk")
         return [to_instance(r) for r in (rows if limit is None else rows[:limit])]
+
+
+def _timer(row: TimerRow) -> Timer:
+    return Timer(row.pk, row.instance_id, row.step, row.purpose, row.due_at, row.attempt)

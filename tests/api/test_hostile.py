@@ -198,7 +198,7 @@ def test_a_failing_dispatch_answers_a_message_without_traceback(api: APIClient,
             raise dispatch.DispatchError(f"running the steps of {instance.id} failed:\n"
                                          f"{traceback.format_exc()}") from None
 
-    monkeypatch.setattr(dispatch.DjangoRunner, "_advance_immediately", broken)
+    monkeypatch.setattr(dispatch.DjangoRunner, "_run_here", broken)
     response = api.post(START, _start_body(), format="json")
     assert response.status_code == 409
     detail = response.json()["detail"]

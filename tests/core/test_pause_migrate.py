@@ -22,7 +22,8 @@ from hephaestus_django.core import (
     Workflow,
 )
 from hephaestus_django.core.memory import MemoryStorage
-from hephaestus_django.core.runner import Runner
+from hephaestus_django.core.ports import CLAIMED
+from hephaestus_django.core.runner import Mode, Runner
 from tests.core.helpers import CALLS, FrozenClock, history, make_step
 
 
@@ -221,16 +222,20 @@ def test_a_step_executing_when_paused_records_its_result_and_nothing_starts(serv
                                           "transitions": {(first, "ok"): second, (second, "ok"): Done}})
 
     class Holding(Runner):
-        def run(self, instance: Any, effects: Any) -> int:  # a queue: nothing runs at start
-            return 0
+        def caller_mode(self) -> Mode:  # a queue: nothing runs at start
+            return Mode.queue()
 
     holding = Holding(service.storage)
     holding.start_instance(flow, {}, id="two::1")
+    [run] = service.storage.runs()
+    assert service.storage.claim(run.token, service.worker_id, load=False)[0] == CLAIMED
     snapshot = service.get("two::1")
     outcome = engine.execute_step(snapshot, first)  # a worker is executing First ...
     service.pause("two::1")  # ... when an operator pauses the instance
-    instance, effects = service.apply(snapshot, first, outcome, 1)
-    assert instance is not None and effects == []  # recorded; Second is not started
+    assert [r.state for r in service.storage.runs()] == [CLAIMED]  # a pause keeps the runs
+    instance, next_steps = service.apply(snapshot, first, outcome, 1)
+    assert instance is not None and next_steps == []  # recorded; Second is not started
+    assert service.storage.runs() == []  # First's run ended with its outcome; Second has none yet
     instance = service.get("two::1")
     assert instance.status == Status.PAUSED and instance.paused_from == Status.RUNNING
     assert instance.context.steps["first"] == {"done": True}
@@ -238,3 +243,4 @@ def test_a_step_executing_when_paused_records_its_result_and_nothing_starts(serv
     assert CALLS == ["First"]
     assert service.unpause("two::1").status == Status.COMPLETED
     assert CALLS == ["First", "Second"]
+    assert service.storage.runs() == []

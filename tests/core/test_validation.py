@@ -647,6 +647,69 @@ def test_valid_versioned_workflow_is_registered() -> None:
     assert Fine.all_versions() == [1, 2]
 
 
+# ---- routing and concurrency (SPEC §11) ------------------------------------------------------------
+@pytest.mark.parametrize(("attrs", "fragment"), [
+    ({"queue_name": ""}, "step Routed queue_name must be None or a non-empty str without surrounding spaces, not ''"),
+    ({"queue_name": " mail"}, "not ' mail'"),
+    ({"queue_name": 7}, "queue_name must be None or a non-empty str without surrounding spaces, not 7"),
+    ({"priority": 101}, "step Routed priority must be None or an int from -100 to 100, not 101"),
+    ({"priority": -101}, "priority must be None or an int from -100 to 100, not -101"),
+    ({"priority": True}, "priority must be None or an int from -100 to 100, not True"),
+    ({"priority": 1.5}, "not 1.5"),
+    ({"concurrency_limit": 0}, "step Routed concurrency_limit must be None or a positive int, not 0"),
+    ({"concurrency_limit": "2"}, "concurrency_limit must be None or a positive int, not '2'"),
+    ({"concurrency_limit": False}, "concurrency_limit must be None or a positive int, not False"),
+])
+def test_step_routing_and_limit_are_checked(attrs: dict[str, Any], fragment: str) -> None:
+    routed = make_step("Routed", **attrs)
+    with pytest.raises(WorkflowDefinitionError) as excinfo:
+        class BadRouting(Workflow):
+            unique = Unique(key="k")
+            start_step = routed
+            transitions = {(routed, "ok"): Done}
+
+    _check(excinfo, "test_step_routing_and_limit_are_checked.<locals>.BadRouting", fragment)
+
+
+@pytest.mark.parametrize(("attrs", "fragment"), [
+    ({"queue_name": ""}, "workflow queue_name must be None or a non-empty str"),
+    ({"priority": 500}, "workflow priority must be None or an int from -100 to 100, not 500"),
+])
+def test_workflow_routing_defaults_are_checked(attrs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(WorkflowDefinitionError) as excinfo:
+        type("BadDefaults", (Workflow,), {"__module__": __name__, "__qualname__": "BadDefaults",
+                                          "unique": Unique(key="k"), "start_step": Alpha,
+                                          "transitions": {(Alpha, "ok"): Done}, **attrs})
+
+    _check(excinfo, "BadDefaults", fragment)
+
+
+def test_a_compensation_steps_routing_is_checked_too() -> None:
+    undo = make_step("Undo", priority=500)
+    done = make_step("DoIt", compensate=undo)
+    with pytest.raises(WorkflowDefinitionError) as excinfo:
+        class BadUndo(Workflow):
+            unique = Unique(key="k")
+            start_step = done
+            transitions = {(done, "ok"): Done}
+
+    _check(excinfo, "test_a_compensation_steps_routing_is_checked_too.<locals>.BadUndo",
+           "step Undo priority must be None or an int from -100 to 100, not 500")
+
+
+def test_good_routing_is_accepted() -> None:
+    routed = make_step("RoutedOk", queue_name="mail", priority=-100, concurrency_limit=3)
+
+    class GoodRouting(Workflow):
+        unique = Unique(key="k")
+        queue_name = "flows"
+        priority = 100
+        start_step = routed
+        transitions = {(routed, "ok"): Done}
+
+    assert registry.is_registered(GoodRouting.name)
+
+
 def test_definition_errors_are_collected_only_when_asked():
     """Outside collection a broken class raises; inside, it is recorded, unregistered and unusable."""
     class Lonely(Step):

@@ -19,7 +19,7 @@ pytest.importorskip("django_tasks_fennel", reason="the celery extra is not insta
 
 import hephaestus_django as h  # noqa: E402
 from hephaestus_django.core import Status  # noqa: E402
-from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance  # noqa: E402
+from hephaestus_django.storage.models import HistoryEntry, StepRun, Timer, WorkflowInstance  # noqa: E402
 from tests.models import Ledger  # noqa: E402
 from tests.runtime.conftest import ROOT, Workers, wait_for  # noqa: E402
 from tests.workflows import CountedFlow, FanOutFlow, RCounted, RJoin, TimerFlow  # noqa: E402
@@ -92,10 +92,15 @@ def executing_pid(instance_id: str) -> int:
     return int(note.rsplit("pid=", 1)[1])
 
 
-def assert_applied_once(instance_id: str) -> None:
-    """Completed; the killed step ran twice at most and its result was applied once."""
+def assert_applied_once(instance_id: str, lost: str) -> None:
+    """Completed; the killed step ran twice at most and its result was applied once; the killed
+    execution is a failed attempt whose error says how its claim was found ``lost``."""
     instance = h.get_instance(instance_id)
     assert instance.status == Status.COMPLETED
+    assert not StepRun.objects.filter(instance__instance_id=instance_id).exists()  # no work left in flight
+    [retrying] = [e for e in instance.execution_history if e.kind == "retrying"]
+    assert (retrying.step_name, retrying.attempt) == (RCounted.registry_name(), 1)
+    assert retrying.error.startswith("WorkerLost: worker ") and lost in retrying.error, retrying.error
     assert executions(instance_id) == 2  # the killed execution and the one that finished: no third
     counted = [e for e in instance.execution_history if e.step_name == RCounted.registry_name()]
     assert [e.kind for e in counted].count("completed") == 1
@@ -142,7 +147,8 @@ def test_wait_fires_through_hephaestus_worker(celery):
 
 def test_pool_process_killed_mid_step_is_redelivered(celery):
     """kill -9 of the prefork process running the step: with late acks and reject_on_worker_lost the
-    worker hands the message back to RabbitMQ and runs it again; no lease has to expire."""
+    worker hands the message back to RabbitMQ and runs it again; no lease has to expire (the task
+    delivered again finds its run claimed by a process of this host that is gone)."""
     worker = celery.worker()
     CountedFlow.start("CK1", {"sleep": 120})
     wait_for(lambda: executions("counted::CK1") == 1, 60, celery.logs)
@@ -150,7 +156,7 @@ def test_pool_process_killed_mid_step_is_redelivered(celery):
     assert pid != worker.pid  # a pool process, not the worker's main process
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: h.get_instance("counted::CK1").status == Status.COMPLETED, 90, celery.logs)
-    assert_applied_once("counted::CK1")
+    assert_applied_once("counted::CK1", "(its task was delivered again)")
     assert worker.poll() is None  # the worker itself lived on
 
 
@@ -164,7 +170,7 @@ def test_worker_killed_mid_step_is_redelivered_by_the_broker(celery):
     assert h.get_instance("counted::CK2").status == Status.RUNNING
     celery.worker()
     wait_for(lambda: h.get_instance("counted::CK2").status == Status.COMPLETED, 90, celery.logs)
-    assert_applied_once("counted::CK2")
+    assert_applied_once("counted::CK2", "(its task was delivered again)")
 
 
 def test_early_acks_lose_the_message_and_hephaestus_worker_recovers_the_step(celery):
@@ -178,4 +184,4 @@ def test_early_acks_lose_the_message_and_hephaestus_worker_recovers_the_step(cel
     celery.worker(acks_late=False)
     celery.hephaestus_worker()
     wait_for(lambda: h.get_instance("counted::CK3").status == Status.COMPLETED, 90, celery.logs)
-    assert_applied_once("counted::CK3")
+    assert_applied_once("counted::CK3", "(no heartbeat since")

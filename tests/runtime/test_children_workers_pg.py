@@ -8,7 +8,7 @@ import pytest
 from django.db.models import Count
 
 import hephaestus_django as h
-from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
 from tests.runtime.conftest import wait_for
 from tests.workflows_compose import QFan, QSum, QuickParent
 
@@ -17,6 +17,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.mark.slow
 def test_fifty_parents_with_five_children_each_on_two_workers(workers: Any, queue_backend: Any) -> None:
+    from django_tasks_db.models import DBTaskResult
+
     workers.db_worker()
     workers.db_worker()
     for i in range(50):
@@ -28,6 +30,9 @@ def test_fifty_parents_with_five_children_each_on_two_workers(workers: Any, queu
 
     wait_for(lambda: statuses() == {"completed": 50}, 300, lambda: f"{statuses()}\n{workers.logs()}")
     assert WorkflowInstance.objects.filter(instance_id__startswith="qchild::", status="completed").count() == 250
+    assert not StepRun.objects.exists()  # no work left in flight
+    # one task per start (50 parents, 250 children): each parent went on in its last child's task
+    assert DBTaskResult.objects.filter(task_path__endswith=".run_step").count() == 300
     assert not WorkflowInstance.objects.filter(instance_id__startswith="qchild::", parent__isnull=True).exists()
     for step in (QFan, QSum):
         per_parent = HistoryEntry.objects.filter(instance__instance_id__startswith="qparent::",

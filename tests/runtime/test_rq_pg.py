@@ -17,9 +17,11 @@ pytest.importorskip("django_tasks_rq", reason="the rq extra is not installed")
 
 import hephaestus_django as h  # noqa: E402
 from hephaestus_django.core import Status  # noqa: E402
+from hephaestus_django.storage.models import StepRun  # noqa: E402
 from tests.models import Ledger  # noqa: E402
 from tests.runtime.conftest import wait_for  # noqa: E402
 from tests.workflows import CountedFlow, FanOutFlow, RCounted, TimerFlow  # noqa: E402
+from tests.workflows_faults import HighPriorityFlow  # noqa: E402
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -57,9 +59,11 @@ def test_fan_outs_and_a_timer_on_rq(rq, worker_class):
     for i in range(10):
         FanOutFlow.start(f"Q{i}", {})
     TimerFlow.start("Q", {})
+    HighPriorityFlow.start("Q", {})  # priority 50: rq has no priorities, so the engine passes none
     rq.hephaestus_worker()
-    wait_for(lambda: all(i.status == Status.COMPLETED for i in h.list_instances()) and len(h.list_instances()) == 11,
+    wait_for(lambda: all(i.status == Status.COMPLETED for i in h.list_instances()) and len(h.list_instances()) == 12,
              90, rq.logs)
+    assert not StepRun.objects.exists()
     for instance in h.list_instances(workflow="tests.FanOutFlow"):
         assert instance.context.steps["r_join"] == {"branches": [1, 2, 3]}
 

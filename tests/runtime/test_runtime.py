@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.db import connection
@@ -12,7 +13,7 @@ import hephaestus_django as h
 from hephaestus_django.compat import task_backends
 from hephaestus_django.core import Status
 from hephaestus_django.runtime.dispatch import get_runner
-from hephaestus_django.storage.models import Timer, WorkflowInstance
+from hephaestus_django.storage.models import StepRun, Timer, WorkflowInstance
 from hephaestus_django.testing import FrozenClock, assert_path, fire_due_timers, frozen_clock, run_until_idle
 from tests.models import Ledger
 from tests.workflows import AtomicFlow, EventTimeoutFlow, FanOutFlow, PersistFlow, RetryExhaustFlow, TimerFlow
@@ -32,22 +33,29 @@ def test_immediate_backend_runs_whole_workflows_in_the_caller():
 
 
 def test_statements_per_step_transition_on_the_hot_path():
-    """Immediate backend: a completed step costs one statement on PostgreSQL (the UPDATE and the
-    history INSERT in one CTE), two elsewhere; no read, no lock on the uncontended path."""
+    """Immediate backend: a completed step costs one statement on PostgreSQL (the guarded UPDATE,
+    the history INSERT and the changes to its runs in one CTE); no read, no lock on the
+    uncontended path. Elsewhere one statement per table touched."""
     FanOutFlow.start("Q0", {})  # warm up
     with CaptureQueriesContext(connection) as queries:
         FanOutFlow.start("Q1", {})
     statements = engine_statements(queries.captured_queries)
     steps = 5  # split, 3 branches, join (Done completes in the join's state change)
-    writes = [s for s in statements if s.startswith(("UPDATE", "WITH u AS (UPDATE"))]
-    inserts = [s for s in statements if s.startswith("INSERT") and "historyentry" in s]
+    writes = [s for s in statements if s.startswith(('UPDATE "hephaestus_django_workflowinstance"',
+                                                     "WITH u AS (UPDATE"))]
     assert len(writes) == steps
     if connection.vendor == "postgresql":
-        assert inserts == [] and all("INSERT INTO" in s for s in writes)
+        # the start is one statement too: the instance and its first run
+        assert len(statements) == 1 + steps, statements
+        assert statements[0].startswith("WITH i AS (INSERT") and all("INSERT INTO" in s for s in writes)
+        assert not any("FOR UPDATE" in s or s.startswith("SELECT") for s in statements)
     else:
+        inserts = [s for s in statements if s.startswith("INSERT") and "historyentry" in s]
         assert len(inserts) == steps
-    start = 1  # the instance INSERT
-    assert len(statements) == start + len(writes) + len(inserts), statements
+        # the instance and its first run; per step: its UPDATE, its history and its run (moved on to the
+        # next step, or removed; a fan-out adds the others; the finishing write also clears the timers)
+        assert len(statements) <= 2 + 3 * steps + 3, statements
+        assert not any(s.startswith("SELECT") for s in statements)
 
 
 def test_frozen_clock_and_timers():
@@ -145,7 +153,8 @@ def test_run_until_idle_with_the_dummy_backend(settings, django_capture_on_commi
     backend.clear()
     with django_capture_on_commit_callbacks(execute=True):
         PersistFlow.start("D2", {})
-    assert [r.args[1] for r in backend.results] == ["tests.workflows.PStart"]
+    assert [r.args for r in backend.results] == [[str(StepRun.objects.get().token)]]
+    assert StepRun.objects.get().step == "tests.workflows.PStart"
     assert run_until_idle() == 5  # PStart, both branches, the join, and the wait that pauses
     instance = PersistFlow.get("D2")
     assert instance.status == Status.WAITING  # at the external event
@@ -164,36 +173,19 @@ def test_enqueue_happens_on_commit(settings, django_capture_on_commit_callbacks)
     assert len(callbacks) == 1 and len(backend.results) == 1
 
 
-def test_recovery_re_dispatches_lost_steps(settings, django_capture_on_commit_callbacks):
-    settings.TASKS = DUMMY
-    backend = task_backends["default"]
-    backend.clear()
-    with frozen_clock() as clock:
-        PersistFlow.start("R1", {})
-        backend.clear()  # the queued execution is lost (a worker died, or a crash after commit)
-        service = get_runner()
-        assert service.recover_expired() == 0  # lease not expired yet
-        clock.advance(seconds=301)
-        with django_capture_on_commit_callbacks(execute=True):
-            assert service.recover_expired() == 1
-        assert [r.args[1] for r in backend.results] == ["tests.workflows.PStart"]
-        assert service.recover_expired() == 0  # the lease was renewed
-        clock.advance(seconds=301)
-        settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
-        assert service.recover_expired() == 1  # under the immediate backend it runs here
-    assert PersistFlow.get("R1").status == Status.WAITING
-
-
 def test_unknown_workflow_fails_cleanly_in_a_task():
     from hephaestus_django.runtime.tasks import run_step
 
+    now = dt.datetime.now(dt.UTC)
     row = WorkflowInstance.objects.create(instance_id="gone::1", workflow="tests.Nowhere", status="running",
-                                          created_at=dt.datetime.now(dt.UTC), updated_at=dt.datetime.now(dt.UTC),
+                                          created_at=now, updated_at=now,
                                           active_steps=["x.Y"], unique_slot="w|tests.Nowhere|gone::1")
-    assert run_step.call(row.pk, "x.Y", 1) == "unknown workflow"
+    run = StepRun.objects.create(instance=row, step="x.Y", dispatched_at=now, enqueued=True, token=uuid.uuid4())
+    assert run_step.call(str(run.token)) == "unknown workflow"
     row.refresh_from_db()
     assert row.status == "failed" and "tests.Nowhere" in row.error and row.unique_slot is None
     assert list(row.history.values_list("kind", flat=True)) == ["failed"]
+    assert not StepRun.objects.exists()  # its runs go with it
 
 
 def test_infrastructure_error_inside_the_immediate_task_is_raised(monkeypatch):

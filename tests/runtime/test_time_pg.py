@@ -18,7 +18,7 @@ from django.core.management.base import CommandError
 
 import hephaestus_django as h
 from hephaestus_django.core import Status, clock, registry
-from hephaestus_django.storage.models import HistoryEntry, ScheduleTick, WorkflowInstance, WorkflowSchedule
+from hephaestus_django.storage.models import HistoryEntry, ScheduleTick, StepRun, WorkflowInstance, WorkflowSchedule
 from tests import workflows as w
 from tests import workflows_schedules as ws
 from tests.runtime.conftest import wait_for
@@ -62,6 +62,14 @@ def test_three_workers_start_each_of_100_due_ticks_once(workers: Any, many_sched
     assert not ScheduleTick.objects.filter(instance__isnull=True).exists()
     started = [line for line in workers.logs().splitlines() if "Started" in line]
     assert started, workers.logs()
+    # the workers' backend is django-tasks-db: each started instance's first step waits in the queue, its
+    # task written in the tick's transaction
+    from django_tasks_db.models import DBTaskResult
+
+    runs = StepRun.objects.filter(instance__workflow=ws.ManySchedules.name)
+    assert set(runs.values_list("state", "enqueued")) == {("queued", True)} and runs.count() == 100
+    assert {str(t) for t in runs.values_list("token", flat=True)} == \
+        {str(t) for t in DBTaskResult.objects.filter(status="READY").values_list("id", flat=True)}
 
 
 def test_compensation_interrupted_by_a_killed_worker_completes_once(workers: Any, queue_backend: Any,
@@ -72,13 +80,21 @@ def test_compensation_interrupted_by_a_killed_worker_completes_once(workers: Any
     wait_for(lambda: h.get_instance("saga::K-1").status == Status.WAITING, 60, workers.logs)
     h.resume("saga::K-1", "go")  # TShip fails: the compensations start, TRefund sleeps in the worker
     wait_for(lambda: (tmp_path / "refund").exists(), 60, workers.logs)
+    # the compensation is the instance's one run, claimed by the worker about to be killed
+    [run] = StepRun.objects.filter(instance__instance_id="saga::K-1")
+    assert (run.step, run.attempt, run.state) == (w.TRefund.registry_name(), 1, "claimed")
     workers.stop(victim, signal.SIGKILL)
     assert h.get_instance("saga::K-1").status == Status.COMPENSATING
     workers.db_worker()
-    workers.hephaestus_worker()  # finds the expired lease and re-dispatches the compensation
+    workers.hephaestus_worker()  # finds the lost claim: a failed attempt, the compensation runs again
     wait_for(lambda: h.get_instance("saga::K-1").status == Status.FAILED, 90, workers.logs)
     instance = h.get_instance("saga::K-1")
     assert instance.error == "Error: carrier refused the parcel"
+    assert not StepRun.objects.filter(instance__instance_id="saga::K-1").exists()
+    refunds = [(e.kind, e.attempt) for e in instance.execution_history if e.step_name == w.TRefund.registry_name()]
+    assert refunds == [("retrying", 1), ("compensated", 2)]
+    [lost] = [e for e in instance.execution_history if e.kind == "retrying"]
+    assert lost.error.startswith("WorkerLost: worker ") and "(no heartbeat since" in lost.error
     compensated = HistoryEntry.objects.filter(instance__instance_id="saga::K-1", kind="compensated")
     assert list(compensated.values_list("step", flat=True)) == [w.TRefund.registry_name(),
                                                                 w.TRelease.registry_name()]

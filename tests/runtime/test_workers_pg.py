@@ -15,7 +15,7 @@ from hephaestus_django.exceptions import NotWaiting
 from hephaestus_django.storage.models import HistoryEntry, Timer, WorkflowInstance
 from hephaestus_django.testing import assert_path
 from tests.models import Ledger
-from tests.runtime.conftest import wait_for
+from tests.runtime.conftest import statuses, wait_for
 from tests.workflows import (
     AtomicFlow,
     EventTimeoutFlow,
@@ -27,13 +27,6 @@ from tests.workflows import (
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def statuses(prefix: str) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status in WorkflowInstance.objects.filter(instance_id__startswith=prefix).values_list("status", flat=True):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def test_hundred_fan_outs_on_two_workers(workers, queue_backend, tmp_path):
@@ -112,7 +105,10 @@ def test_worker_killed_in_the_middle_of_a_step(workers, queue_backend, tmp_path)
     wait_for(lambda: h.get_instance("slow::K1").status == Status.COMPLETED, 90, workers.logs)
     instance = h.get_instance("slow::K1")
     slow = [e for e in instance.execution_history if e.step_name == "tests.workflows.RSlow"]
-    assert [e.kind for e in slow] == ["completed"]  # the result is recorded once
+    # the lost claim is a failed attempt (RSlow has no retry: re-run up to RECOVERY_ATTEMPTS times);
+    # the result is recorded once
+    assert [(e.kind, e.attempt) for e in slow] == [("retrying", 1), ("completed", 2)]
+    assert slow[0].error.startswith("WorkerLost: worker ") and slow[0].delay == 0.0
     assert instance.context.steps["r_slow"] == {"runs": 2}  # executed twice (at least once)
     assert_path(instance, ["tests.workflows.RSlow", "tests.workflows.RTick1", "tests.workflows.RTick2",
                            "hephaestus_django.core.steps.Done"])

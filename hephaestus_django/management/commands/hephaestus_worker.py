@@ -1,4 +1,5 @@
-"""``manage.py hephaestus_worker``: fire due timers and schedule ticks, recover expired leases, in a loop."""
+"""``manage.py hephaestus_worker``: fire due timers and schedule ticks, recover lost work, in a loop
+(``runtime/worker.py``)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def positive_seconds(text: str) -> float:
 
 
 class Command(HephaestusCommand):
-    help = ("Fire due timers and schedule ticks and recover expired leases, every --interval seconds until "
-            "SIGTERM/Ctrl-C.")
+    help = ("Fire due timers and schedule ticks, recover lost claims and dispatches, and release throttled "
+            "steps, every --interval seconds until SIGTERM/Ctrl-C.")
     json_option = False
 
     def add_arguments(self, parser: CommandParser) -> None:

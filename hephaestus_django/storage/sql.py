@@ -1,0 +1,274 @@
+"""PostgreSQL statements of the storage's hot path, built once per shape.
+
+Every identifier comes from the models' metadata (quoted by the connection) and every value is a
+parameter, so the f-strings below cannot inject anything (hence ``noqa: S608`` for the file).
+"""
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.db import connection
+
+from hephaestus_django.core.ports import CLAIMED, QUEUED
+from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
+from hephaestus_django.storage.models import Timer as TimerRow
+
+HISTORY_COLUMNS = ("seq", "kind", "step", "event", "timestamp", "context_updates", "attempt", "error", "duration",
+                   "delay", "traceback")
+RUN_COLUMNS = ("step", "attempt", "state", "queue_name", "priority", "concurrency_limit", "enqueued", "worker",
+               "token", "task_id", "dispatched_at", "claimed_at", "heartbeat_at")
+_SQL_TYPES = {"PositiveIntegerField": "integer", "CharField": "varchar", "TextField": "text",
+              "DateTimeField": "timestamptz", "JSONField": "jsonb", "FloatField": "double precision",
+              "BooleanField": "boolean", "SmallIntegerField": "smallint", "BigIntegerField": "bigint",
+              "IntegerField": "integer", "UUIDField": "uuid", "PositiveSmallIntegerField": "smallint"}
+
+
+def _cast(field: Any) -> str:
+    """The type to cast a parameter to for ``field`` (never a length: too long values must fail)."""
+    return _SQL_TYPES.get(field.get_internal_type()) or field.db_type(connection)
+
+
+def extra_values(rows: Any) -> list[Any]:
+    """Parameters of unsaved model instances, column by column, prepared as an INSERT would."""
+    params = []
+    for row in rows:
+        for field in row._meta.concrete_fields:
+            params.append(field.get_db_prep_save(field.pre_save(row, True), connection))
+    return params
+
+
+def extra_shape(rows: Any) -> tuple[tuple[type[Any], int], ...]:
+    """(model, number of rows) for each run of consecutive rows of one model."""
+    shape: list[tuple[type[Any], int]] = []
+    for row in rows:
+        if shape and shape[-1][0] is type(row):
+            shape[-1] = (type(row), shape[-1][1] + 1)
+        else:
+            shape.append((type(row), 1))
+    return tuple(shape)
+
+
+def _extra_sql(source: str, shape: tuple[tuple[type[Any], int], ...]) -> list[str]:
+    """CTE parts inserting the extra rows, only when ``source`` (the write) returned its row."""
+    parts = []
+    for index, (model, rows) in enumerate(shape):
+        fields = model._meta.concrete_fields
+        names = ", ".join(_qn(f.column) for f in fields)
+        casts = ", ".join(f"%s::{_cast(f)}" for f in fields)
+        values = ", ".join(f"({casts})" for _ in range(rows))
+        parts.append(f"x{index} AS (INSERT INTO {_qn(model._meta.db_table)} ({names}) "
+                     f"SELECT v.* FROM {source} CROSS JOIN (VALUES {values}) AS v)")
+    return parts
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@functools.cache
+def pg_adapters() -> dict[str, Any]:
+    """Per column, what turns a value into a psycopg parameter: JSON columns go through the
+    field's encoder (as ``Field.get_db_prep_save`` would); everything else psycopg adapts itself."""
+    adapters: dict[str, Any] = {}
+    for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta), ("run.", StepRun._meta)):
+        for field in meta.concrete_fields:
+            if field.get_internal_type() == "JSONField":
+                adapter: Any = functools.partial(_adapt_json, encoder=field.encoder)
+            else:
+                adapter = _same
+            adapters[prefix + field.name] = adapters[prefix + field.attname] = adapter
+    return adapters
+
+
+def _adapt_json(value: Any, encoder: Any) -> Any:
+    return None if value is None else connection.ops.adapt_json_value(value, encoder)
+
+
+def _qn(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _column(model: type[Any], name: str) -> str:
+    return _qn(model._meta.get_field(name).column)
+
+
+def _values_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+    """``(VALUES (%s::type, ...), ...)`` for ``rows`` rows of ``columns`` (casts let PostgreSQL type
+    the rows of a VALUES list without looking at the target table)."""
+    casts = ", ".join(f"%s::{_cast(model._meta.get_field(c))}" for c in columns)
+    return "(VALUES " + ", ".join(f"({casts})" for _ in range(rows)) + ")"
+
+
+def _insert_from(model: type[Any], source: str, columns: tuple[str, ...], rows: int) -> str:
+    """``INSERT INTO model (instance, columns) SELECT source.id, v.* FROM source CROSS JOIN (VALUES ...) v``."""
+    meta = model._meta
+    names = ", ".join(_column(model, c) for c in columns)
+    return (f"INSERT INTO {_qn(meta.db_table)} ({_column(model, 'instance')}, {names}) "
+            f"SELECT {source}.{_qn(WorkflowInstance._meta.pk.column)}, v.* FROM {source} "
+            f"CROSS JOIN {_values_sql(model, columns, rows)} AS v")
+
+
+def _runs_sql(source: str, rows: int) -> str:
+    """Insert runs, renewing the run of a step that is already there (a step re-run at once)."""
+    key = f"{_column(StepRun, 'instance')}, {_column(StepRun, 'step')}"
+    sets = ", ".join(f"{_column(StepRun, c)} = EXCLUDED.{_column(StepRun, c)}" for c in RUN_COLUMNS[1:])
+    return f"{_insert_from(StepRun, source, RUN_COLUMNS, rows)} ON CONFLICT ({key}) DO UPDATE SET {sets}"
+
+
+@functools.lru_cache(maxsize=256)
+def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entries: int, release: bool,
+              finished: bool, runs: int, extra: tuple[tuple[type[Any], int], ...] = (), keep: bool = False) -> str:
+    """The statement that stores a state change, built once per shape (identifiers from the models'
+    metadata; every value is a parameter). One data-modifying CTE: the instance UPDATE (guarded by
+    its revision, and by the run its worker holds), the INSERT of its history entries, the DELETE of
+    the run that ended (and, for a finished instance, of its unclaimed runs and its timers; with
+    ``keep``, of the unclaimed runs of steps not in the array parameter: a compensating instance
+    left them), and the INSERT of the runs it made runnable. Nothing but the UPDATE happens when the
+    UPDATE matches no row."""
+    meta = WorkflowInstance._meta
+    pk = _qn(meta.pk.column)
+    run_table, run_instance = _qn(StepRun._meta.db_table), _column(StepRun, "instance")
+    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
+    where = f"{pk} = %s"
+    if check_revision:
+        where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
+    if holder:
+        col = functools.partial(_column, StepRun)
+        where += (f" AND EXISTS (SELECT 1 FROM {run_table} WHERE {run_instance} = %s AND {col('step')} = %s"
+                  f" AND {col('worker')} = %s AND {col('attempt')} = %s AND {col('state')} = '{CLAIMED}')")
+    parts = [f"u AS (UPDATE {_qn(meta.db_table)} SET {sets} WHERE {where} RETURNING {pk})"]
+    if entries:
+        parts.append(f"h AS ({_insert_from(HistoryEntry, 'u', HISTORY_COLUMNS, entries)})")
+    if release or finished or keep:
+        ended = []
+        if release:
+            ended.append(f"r.{_column(StepRun, 'step')} = %s")
+        if finished:
+            ended.append(f"r.{_column(StepRun, 'state')} <> '{CLAIMED}'")
+        elif keep:
+            step = _column(StepRun, "step")
+            ended.append(f"(r.{_column(StepRun, 'state')} <> '{CLAIMED}' AND NOT r.{step} = ANY(%s))")
+        parts.append(f"d AS (DELETE FROM {run_table} r USING u WHERE r.{run_instance} = u.{pk} "
+                     f"AND ({' OR '.join(ended)}))")
+    if finished:
+        timer_table = _qn(TimerRow._meta.db_table)
+        parts.append(f"t AS (DELETE FROM {timer_table} t USING u WHERE t.{_column(TimerRow, 'instance')} = u.{pk})")
+    if runs:
+        parts.append(f"n AS ({_runs_sql('u', runs)})")
+    parts.extend(_extra_sql("u", extra))
+    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM u"
+
+
+@functools.lru_cache(maxsize=64)
+def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Any], int], ...] = ()) -> str:
+    """Insert an instance (nothing when its uniqueness slot is taken) and its first runs, in one statement."""
+    meta = WorkflowInstance._meta
+    pk, slot = _qn(meta.pk.column), _column(WorkflowInstance, "unique_slot")
+    names = ", ".join(_qn(meta.get_field(name).column) for name in columns)
+    values = ", ".join("%s" for _ in columns)
+    parts = [f"i AS (INSERT INTO {_qn(meta.db_table)} ({names}) VALUES ({values}) "
+             f"ON CONFLICT ({slot}) WHERE {slot} IS NOT NULL DO NOTHING RETURNING {pk})"]
+    if runs:
+        parts.append(f"n AS ({_insert_from(StepRun, 'i', RUN_COLUMNS, runs)})")
+    parts.extend(_extra_sql("i", extra))
+    return "WITH " + ", ".join(parts) + f" SELECT {pk} FROM i"
+
+
+#: In the select list of a claim made outside any transaction: its (implicit) transaction commits
+#: without waiting for the WAL to reach the disk. A claim lost in a database crash is harmless:
+#: the run is still queued and its task is taken, which recovery notices after the grace (and
+#: any outcome written later is durable, and flushes the claim's WAL with it).
+ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true) AS async_commit"
+
+
+@functools.lru_cache(maxsize=4)
+def claim_sql(async_commit: bool = False) -> str:
+    """Claim the queued run with a token (no concurrency limit) and read it and its instance, in one
+    statement; the run's columns come back prefixed ``run_``."""
+    meta = WorkflowInstance._meta
+    run_table = _qn(StepRun._meta.db_table)
+    col = functools.partial(_column, StepRun)
+    columns = ", ".join(f"w.{_qn(f.column)}" for f in meta.concrete_fields)
+    run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
+    extra = f", {ASYNC_COMMIT}" if async_commit else ""
+    return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
+            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true "
+            f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
+            f"RETURNING *) "
+            f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
+            f"JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
+
+
+@functools.lru_cache(maxsize=4)
+def steal_sql(tasks: type[Any], ready: str, done: str, async_commit: bool) -> str:
+    """Claim a queued run of an instance whose task still waits unclaimed in a task table of this
+    database (``tasks``: its model; id = the run's token), and retire that task, in one statement
+    (committed asynchronously, like a claim)."""
+    run_table, task_table = _qn(StepRun._meta.db_table), _qn(tasks._meta.db_table)
+    col = functools.partial(_column, StepRun)
+    tcol = functools.partial(_column, tasks)
+    return (f"WITH t AS (SELECT {tcol('id')} AS id FROM {task_table} WHERE {tcol('id')} IN ("
+            f"SELECT {col('token')} FROM {run_table} WHERE {col('instance')} = %s AND {col('state')} = '{QUEUED}' "
+            f"AND {col('concurrency_limit')} IS NULL AND {col('queue_name')} = %s AND {col('priority')} = %s) "
+            f"AND {tcol('status')} = '{ready}' LIMIT 1 FOR UPDATE SKIP LOCKED), "
+            f"d AS (UPDATE {task_table} SET {tcol('status')} = '{done}', {tcol('started_at')} = %s, "
+            f"{tcol('finished_at')} = %s, {tcol('return_value')} = %s FROM t WHERE {task_table}.{tcol('id')} = t.id "
+            f"RETURNING t.id) "
+            f"UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, {col('claimed_at')} = %s, "
+            f"{col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d WHERE {col('token')} = d.id "
+            f"AND {col('state')} = '{QUEUED}' RETURNING {col('step')}, {col('attempt')}, {col('token')}"
+            + (f", {ASYNC_COMMIT}" if async_commit else ""))
+
+
+def slot_lock(step: str) -> None:
+    """PostgreSQL: serialise, per step, the claims that count its concurrency slots (until commit)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"hephaestus-slots:{step}"])
+
+
+# ---- other databases (SQLite): one plain statement per table, texts built once ------------------------
+@functools.cache
+def _prep(model: type[Any], name: str) -> Any:
+    field = model._meta.get_field(name)
+    return lambda value: field.get_db_prep_save(value, connection)
+
+
+def prepared(model: type[Any], values: dict[str, Any]) -> list[Any]:
+    """``values`` as parameters for ``model``'s columns, prepared as the ORM would save them."""
+    return [_prep(model, name)(value) for name, value in values.items()]
+
+
+@functools.lru_cache(maxsize=64)
+def update_sql(columns: tuple[str, ...], check_revision: bool, holder: bool) -> str:
+    """UPDATE of an instance row, guarded by its revision and by the claim of its worker."""
+    meta = WorkflowInstance._meta
+    col = functools.partial(_column, StepRun)
+    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
+    where = f"{_qn(meta.pk.column)} = %s"
+    if check_revision:
+        where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
+    if holder:
+        where += (f" AND EXISTS (SELECT 1 FROM {_qn(StepRun._meta.db_table)} WHERE {col('instance')} = %s "
+                  f"AND {col('step')} = %s AND {col('worker')} = %s AND {col('attempt')} = %s "
+                  f"AND {col('state')} = '{CLAIMED}')")
+    return f"UPDATE {_qn(meta.db_table)} SET {sets} WHERE {where}"
+
+
+@functools.lru_cache(maxsize=64)
+def insert_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+    """INSERT of ``rows`` rows of ``model``, each with its instance and ``columns``."""
+    names = ", ".join(_column(model, c) for c in ("instance", *columns))
+    marks = "(" + ", ".join("%s" for _ in range(len(columns) + 1)) + ")"
+    return f"INSERT INTO {_qn(model._meta.db_table)} ({names}) VALUES {', '.join([marks] * rows)}"
+
+
+@functools.cache
+def move_run_sql() -> str:
+    """Turn the run of one step of an instance into another run (a chain moving on)."""
+    sets = ", ".join(f"{_column(StepRun, c)} = %s" for c in RUN_COLUMNS)
+    return (f"UPDATE {_qn(StepRun._meta.db_table)} SET {sets} "
+            f"WHERE {_column(StepRun, 'instance')} = %s AND {_column(StepRun, 'step')} = %s")
