@@ -124,6 +124,8 @@ def test_max_inline_steps_with_real_workers(workers, queue_backend):
         TenFlow.start(f"M{i}", {})
     wait_for(lambda: statuses("ten::") == {"completed": 5}, 90, workers.logs)
     assert run_step_tasks() == 5 * 4  # ten steps, at most three per task
+    # a task's result is written after its last step's outcome commits: wait for the 20 results
+    wait_for(lambda: DBTaskResult.objects.filter(finished_at__isnull=False).count() == 20, 30, workers.logs)
     returns = sorted(DBTaskResult.objects.values_list("return_value", flat=True))
     assert returns == ["ran 1 step(s)"] * 5 + ["ran 3 step(s)"] * 15
 
