@@ -482,6 +482,17 @@ def test_process_round_trip(cli_env: dict[str, str]) -> None:
     assert [h["kind"] for h in data["history"]][-2:] == ["resumed", "completed"]
 
 
+def test_a_reader_that_goes_away_stops_a_command_quietly(cli_env: dict[str, str]) -> None:
+    # `hephaestus_list | head -1`: the pipe closes before the command writes
+    process = subprocess.Popen([sys.executable, "-m", "django", "hephaestus_list"], cwd=ROOT, env=cli_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert process.returncode == 1
+
+
 def test_worker_stops_cleanly_on_sigterm(cli_env: dict[str, str]) -> None:
     command = [sys.executable, "-m", "django", "hephaestus_worker", "--interval", "0.2"]
     process = subprocess.Popen(command, cwd=ROOT, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

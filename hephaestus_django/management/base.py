@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -220,12 +221,19 @@ class HephaestusCommand(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             self.run(*args, **options)
+            self.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         except CommandError as exc:
             raise CommandError(one_line(str(exc)), returncode=exc.returncode) from None
         except (HephaestusError, ValueError, OverflowError) as exc:
             raise CommandError(one_line(str(exc))) from None
         except DataError as exc:  # input the checks above let through and the database refused
             raise CommandError(one_line(f"the database refused the input: {exc}")) from None
+        except BrokenPipeError:
+            # The reader went away (`hephaestus_show ... | head`): stop quietly, as ls and git do.
+            # Point stdout at /dev/null so the interpreter's final flush raises nothing either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
 
     def run(self, *args: Any, **options: Any) -> None:
         raise NotImplementedError
