@@ -1,4 +1,4 @@
-"""The Python API (SPEC §2): what the facade, the admin, the API and the commands call.
+"""The Python API (``docs/reference/python-api.md``): what the facade, the admin, the API and the commands call.
 
 ::
 

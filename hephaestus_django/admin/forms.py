@@ -76,7 +76,8 @@ class ResumeForm(forms.Form):
     """One ``resume_<pk>`` choice per resumable instance, and ``data`` for every chosen step.
 
     With one instance the choice is required; with several, instances left blank stay waiting,
-    but at least one must be chosen. ``data`` is a JSON object or empty (SPEC §9).
+    but at least one must be chosen. ``data`` is a JSON object or empty (the same
+    rule as the API's and the command's resume data).
     """
 
     data = forms.JSONField(

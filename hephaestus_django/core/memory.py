@@ -34,7 +34,6 @@ class MemoryStorage:
     """Instances in a dict, guarded by one re-entrant lock (the ``atomic()`` block)."""
 
     name: ClassVar[str] = "memory"
-    supports_locking: ClassVar[bool] = True
     #: Values in memory are never refused by the store itself.
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -123,7 +122,7 @@ class MemoryStorage:
             if release is not None:
                 self._runs.pop((instance.pk, release), None)
             self.write_runs(instance, runs)
-            if instance.status.is_finished:  # its queued runs and its timers go with it
+            if not instance.status.is_active:  # its queued runs and its timers go with it
                 self._drop_runs(instance.pk, set())
                 for pk, timer in list(self._timers.items()):
                     if timer.instance_pk == instance.pk:
@@ -286,9 +285,6 @@ class MemoryStorage:
             self._schedules[(workflow, name)] = ScheduleState(
                 workflow, name, next_tick, paused, state.last_tick if state else None,
                 state.last_instance if state else None)
-
-    def timers(self) -> list[Timer]:
-        return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))
 
     def claim_resume_key(self, instance: Instance, key: str) -> bool:
         with self._lock:

@@ -73,7 +73,7 @@ class LostRun:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleState:
-    """What a storage keeps of one schedule (SPEC §10): its next tick and whether it is paused.
+    """What a storage keeps of one schedule: its next tick and whether it is paused.
 
     ``next_tick`` is ``None`` until a worker pass has seen the schedule."""
 
@@ -89,8 +89,6 @@ class Storage(Protocol):
     """Where instances, their history and their timers live."""
 
     name: ClassVar[str]
-    #: Whether ``locked()`` really excludes concurrent writers (row locks).
-    supports_locking: ClassVar[bool]
     #: What a write raises when the database refuses a value (the outcome is then recorded as a
     #: failure of its step instead).
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]]

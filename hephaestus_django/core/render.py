@@ -35,7 +35,7 @@ __all__ = ["DESCRIPTIONS", "MARKERS", "STATES", "ascii", "dot", "layers", "legen
 
 COMPLETED, ACTIVE, WAITING, PENDING = "completed", "active", "waiting", "pending"
 FAILED, CANCELLED, SKIPPED = "failed", "cancelled", "skipped"
-#: A completed step whose compensation ran (SPEC §10).
+#: A completed step whose compensation ran.
 COMPENSATED = "compensated"
 #: Every state a step can be drawn in.
 STATES = (COMPLETED, ACTIVE, WAITING, FAILED, CANCELLED, SKIPPED, PENDING, COMPENSATED)

@@ -35,10 +35,6 @@ def remove_listener(listener: Listener) -> None:
         _listeners.remove(listener)
 
 
-def has_listeners() -> bool:
-    return bool(_listeners)
-
-
 def wanted(name: str) -> bool:
     """Whether any listener wants event ``name`` (so the engine builds its metadata at all).
 

@@ -254,7 +254,6 @@ class DjangoStorage:
     """Instances, history, timers and runs in the ``hephaestus_django`` tables."""
 
     name: ClassVar[str] = "django_orm"
-    supports_locking: ClassVar[bool] = True
     #: A value the database refuses (PostgreSQL: NUL in text, a too long string...) or that cannot
     #: be encoded at all (an integer too long for ``str``): the step's outcome fails, not the worker.
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = (DataError, ValueError, TypeError,
@@ -274,7 +273,7 @@ class DjangoStorage:
         now = clock.now()
         fields = row_fields(instance)
         # Two global starts of one id collide on the unique slot ("g|<id>"). A global start racing
-        # a start in another scope needs no lock: each checks only its own rule (SPEC §2.1), so
+        # a start in another scope needs no lock: each checks only its own scope's rule, so
         # whichever commits second was, in serial order, started after the first and allowed.
         if scope == "global":
             clash = WorkflowInstance.objects.active().filter(instance_id=instance.id).first()
@@ -373,7 +372,7 @@ class DjangoStorage:
             release = None  # the step runs again at once: its run is renewed, not removed
         if release is None:
             holder = None
-        finished = instance.status.is_finished
+        finished = not instance.status.is_active
         # compensating: the steps it left (their unclaimed runs) go; a claimed one ends with its outcome
         keep = _names(instance.active_steps) if instance.status == Status.COMPENSATING else None
         try:  # only a retried instance can collide: another run of its id started meanwhile
@@ -713,12 +712,6 @@ class DjangoStorage:
     def set_schedule_paused(self, workflow: str, name: str, paused: bool, next_tick: datetime | None) -> None:
         WorkflowSchedule.objects.update_or_create(workflow=workflow, name=name,
                                                   defaults={"paused": paused, "next_tick": next_tick})
-
-    def timers(self, instance_pk: Any = None) -> list[Timer]:
-        qs = TimerRow.objects.order_by("due_at", "pk")
-        if instance_pk is not None:
-            qs = qs.filter(instance_id=instance_pk)
-        return [_timer(r) for r in qs]
 
     def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
         """Fail an active instance that can no longer be loaded (its workflow is unregistered).
