@@ -4,6 +4,10 @@
 
     from hephaestus_django import start_instance, resume, cancel, retry, get_instance, list_instances
     from hephaestus_django import pause, unpause, migrate
+
+The instances the changes return (``start_instance``, ``resume``, ``cancel``, ``retry``, ``pause``,
+``unpause``, ``migrate``) read their stored history only when it is looked at
+(``instance.execution_history``): callers that only need the state read no history rows.
 """
 
 from __future__ import annotations

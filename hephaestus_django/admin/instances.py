@@ -39,7 +39,7 @@ from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
 from hephaestus_django.admin.pagination import EstimatedCountPaginator
 from hephaestus_django.core import clock, registry
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance
 
@@ -152,10 +152,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         # one statement that re-checks the status: an instance retried meanwhile is not deleted
-        WorkflowInstance.objects.filter(pk=obj.pk).exclude(status__in=ACTIVE).delete()
+        WorkflowInstance.objects.filter(pk=obj.pk).finished().delete()
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        queryset.exclude(status__in=ACTIVE).delete()
+        queryset.finished().delete()
 
     # ---- changelist ------------------------------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
@@ -366,7 +366,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             timer.when = moment(timer.due_at)
             timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
             timer.short_step = short_name(timer.step)
-        failure = next((e for e in reversed(entries) if e.kind == "failed"), None)
+        failure = next((e for e in reversed(entries) if e.kind == EntryKind.FAILED), None)
         children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
                         .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
                         [: CHILDREN_LIMIT + 1])
@@ -448,7 +448,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 def delete_finished(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
                     queryset: QuerySet[Any]) -> HttpResponse | None:
     """Django's bulk delete, refused when the selection holds an active instance."""
-    active = list(queryset.filter(status__in=ACTIVE).order_by("-created_at", "-pk")
+    active = list(queryset.active().order_by("-created_at", "-pk")
                   .values_list("instance_id", flat=True)[:operations.MAX_ERROR_MESSAGES + 1])
     if active:
         shown = ", ".join(active[: operations.MAX_ERROR_MESSAGES]) + ("…" if len(active) > operations.MAX_ERROR_MESSAGES

@@ -184,7 +184,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         return tuple(name for name in EXPANDABLE if name in names)
 
     def get_object(self) -> WorkflowInstance:
-        row = self.get_queryset().filter(instance_id=self.kwargs["id"]).order_by("-pk").first()
+        row = self.get_queryset().newest(self.kwargs["id"])
         if row is None:
             raise NotFound(f"no instance with id {self.kwargs['id']!r}")
         return row
@@ -291,8 +291,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
             name=gettext_lazy("Instance history"))
     def history(self, request: Request, id: str) -> Response:
         """The instance's execution history, in order."""
-        found = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", "history_length") \
-            .first()
+        found = WorkflowInstance.objects.newest_first(id).values_list("pk", "history_length").first()
         if found is None:
             raise NotFound(f"no instance with id {id!r}")
         pk, self.history_length = found  # the paginator reads each page as one range of seq
@@ -305,7 +304,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
             name=gettext_lazy("Instance children"))
     def children(self, request: Request, id: str) -> Response:
         """The child workflows the instance's children steps started, in the order they started."""
-        pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
+        pk = WorkflowInstance.objects.newest_first(id).values_list("pk", flat=True).first()
         if pk is None:
             raise NotFound(f"no instance with id {id!r}")
         page = self.paginate_queryset(self.get_queryset().filter(parent_id=pk).order_by("pk"))
@@ -356,7 +355,7 @@ def resume_example(instance_id: str) -> dict[str, Any]:
     from hephaestus_django.core.exceptions import HephaestusError
     from hephaestus_django.storage.orm import to_instance
 
-    row = WorkflowInstance.objects.filter(instance_id=instance_id).order_by("-pk").first()
+    row = WorkflowInstance.objects.newest(instance_id)
     if row is None or not row.waiting_steps:
         return {"event": ""}
     try:

@@ -624,11 +624,15 @@ def _storable_traceback(traceback: str | None) -> str | None:
 
 
 # ---- external calls --------------------------------------------------------------------------
+#: Statuses in which a waiting step may be resumed (a paused instance takes the event: its next
+#: steps start at unpause, so an event is never lost).
+RESUMABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.PAUSED})
+
+
 def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
                       source: str = "external") -> tuple[type[Step], str]:
     """The waiting step ``event`` resumes, and the declared event it maps to."""
-    # a paused instance takes the event (its next steps start at unpause): an event is never lost
-    if instance.status not in (Status.RUNNING, Status.WAITING, Status.PAUSED) or not instance.waiting_steps:
+    if instance.status not in RESUMABLE_STATUSES or not instance.waiting_steps:
         raise NotWaiting(f"instance {instance.id} is {instance.status} and has no waiting step")
     if not isinstance(event, str) or not event:
         raise InvalidEvent(f"'event' must be a non-empty str, not {event!r}", field="event")
@@ -829,9 +833,13 @@ def retry(instance: Instance) -> list[Effect]:
 
 
 # ---- pause --------------------------------------------------------------------
+#: Statuses ``pause`` applies to.
+PAUSABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
+
+
 def pause(instance: Instance) -> None:
     """Hold a running or waiting instance: no step starts and no timer fires until :func:`unpause`."""
-    if instance.status not in (Status.RUNNING, Status.WAITING):
+    if instance.status not in PAUSABLE_STATUSES:
         raise NotPausable(f"instance {instance.id} is {instance.status}; only running and waiting instances "
                           "can be paused")
     status_before = instance.status

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hephaestus_django.core.children import ChildSummary
-from hephaestus_django.core.effects import ScheduleTimer
+from hephaestus_django.core.effects import RETRY, ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
@@ -237,7 +237,7 @@ class MemoryStorage:
                 del self._timers[pk]
 
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
-        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == "retry"}
+        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == RETRY}
 
     def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
         with self._lock:

@@ -20,14 +20,14 @@ from django.utils.dateparse import parse_datetime
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.children import ChildSummary
-from hephaestus_django.core.effects import ScheduleTimer
+from hephaestus_django.core.effects import RETRY, ScheduleTimer
 from hephaestus_django.core.engine import DISPATCHABLE
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.storage.models import (
     ACTIVE,
     HistoryEntry,
@@ -323,12 +323,10 @@ class DjangoStorage:
 
     def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
              history: bool = True) -> Instance:
-        qs = WorkflowInstance.objects.filter(instance_id=id)
-        if workflow is not None:
-            qs = qs.filter(workflow=workflow)
+        qs = WorkflowInstance.objects.all()
         if for_update:
             qs = qs.select_for_update()
-        row = qs.order_by("-pk").first()
+        row = qs.newest(id, workflow)
         if row is None:
             where = f" in workflow {workflow}" if workflow else ""
             raise InstanceNotFound(f"no instance with id {id!r}{where}", field="id")
@@ -629,7 +627,7 @@ class DjangoStorage:
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
-        return [_timer(r) for r in rows]
+        return [to_timer(r) for r in rows]
 
     def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
         """Due timers of one instance, or of every instance that is not paused (those wait for unpause)."""
@@ -638,14 +636,14 @@ class DjangoStorage:
             rows = rows.filter(instance_id=instance_pk)
         else:
             rows = rows.exclude(instance__status=Status.PAUSED.value)
-        return [_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
+        return [to_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
 
     def timer(self, pk: Any) -> Timer | None:
         row = TimerRow.objects.filter(pk=pk).first()
-        return None if row is None else _timer(row)
+        return None if row is None else to_timer(row)
 
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
-        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose="retry").values_list("step", flat=True))
+        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose=RETRY).values_list("step", flat=True))
 
     def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
         timers = TimerRow.objects.filter(instance_id=instance_pk, step__in=list(renamed))
@@ -727,7 +725,7 @@ class DjangoStorage:
             WorkflowInstance.objects.filter(pk=pk).update(
                 status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
                 revision=row.revision + 1, history_length=row.history_length + 1)
-            HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
+            HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind=EntryKind.FAILED,
                                         step=row.current_step, timestamp=now, error=error)
             StepRun.objects.filter(instance_id=pk).delete()
             TimerRow.objects.filter(instance_id=pk).delete()
@@ -802,5 +800,6 @@ class DjangoStorage:
         return [to_instance(r) for r in (rows if limit is None else rows[:limit])]
 
 
-def _timer(row: TimerRow) -> Timer:
+def to_timer(row: TimerRow) -> Timer:
+    """The core timer a ``Timer`` row stores."""
     return Timer(row.pk, row.instance_id, row.step, row.purpose, row.due_at, row.attempt)
