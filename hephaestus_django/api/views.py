@@ -349,25 +349,15 @@ class WorkflowViewSet(HephaestusAPIMixin, viewsets.ViewSet):
 
 
 def resume_example(instance_id: str) -> dict[str, Any]:
-    """A resume body for the newest instance ``instance_id``: an event its waiting step declares
-    (and the step, when several wait)."""
-    from hephaestus_django.core.engine import graph_of
-    from hephaestus_django.core.exceptions import HephaestusError
-    from hephaestus_django.storage.orm import to_instance
-
+    """A resume body for the newest instance ``instance_id``: its first
+    :func:`~hephaestus_django.services.resume_options` (with the step, when several wait)."""
     row = WorkflowInstance.objects.newest(instance_id)
-    if row is None or not row.waiting_steps:
+    options = services.resume_options(row) if row is not None else []
+    if not options:
         return {"event": ""}
-    try:
-        instance = to_instance(row)
-        graph = graph_of(instance)
-    except (HephaestusError, ValueError):
-        return {"event": ""}
-    waiting = sorted(instance.waiting_steps, key=graph.index.__getitem__)
-    step = waiting[0]
-    body: dict[str, Any] = {"event": (graph.handled_events(step) or list(step.events) or [""])[0]}
-    if len(waiting) > 1:
-        body["step"] = step.registry_name()
+    body: dict[str, Any] = {"event": options[0].event}
+    if len({option.step for option in options}) > 1:
+        body["step"] = options[0].step.registry_name()
     return body
 
 

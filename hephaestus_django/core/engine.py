@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import traceback as tb
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -668,6 +669,41 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
         raise InvalidEvent(f"event {event!r} is declared by several waiting steps ({names}); pass step=",
                            field="event")
     return candidates[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOption:
+    """One way to resume a waiting step: ``resume(id, event, step=step)``."""
+
+    #: The waiting step.
+    step: type[Step]
+    #: An event it declares that leads somewhere in the graph.
+    event: str
+    #: Another name that resumes it with ``event`` (a ``WaitForEvent``'s configured
+    #: ``event_name`` for ``received``), or ``None``.
+    alias: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"step": self.step.registry_name(), "event": self.event, "alias": self.alias}
+
+
+def resume_options(instance: Instance) -> list[ResumeOption]:
+    """What ``instance`` can be resumed with now: for each waiting step (graph order; children
+    steps wait for their children, not for an event, and are left out), each event it declares
+    that the workflow has a transition for. Empty unless the status takes a resume."""
+    if instance.status not in RESUMABLE_STATUSES or not instance.waiting_steps:
+        return []
+    graph = graph_of(instance)
+    options = []
+    for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+        if is_children_step(step):
+            continue
+        config = instance.step_configs.get(step, {})
+        name = config.get("event_name")  # the external name a step may map (see Step.resume_event)
+        for event in graph.handled_events(step):
+            aliased = isinstance(name, str) and name != event and step.resume_event(name, config) == event
+            options.append(ResumeOption(step, event, name if aliased else None))
+    return options
 
 
 def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external",
