@@ -1,4 +1,5 @@
-"""The Python API (``docs/reference/python-api.md``): what the facade, the admin, the API and the commands call.
+"""The Python API (``docs/reference/python-api.md``): what the admin, the API and the commands call (the
+workflow facade, ``OrderFlow.start(...)``, reaches the same database runner through :func:`install`).
 
 ::
 

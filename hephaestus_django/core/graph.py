@@ -128,9 +128,6 @@ class Graph:
         """A sort key: the node's topological index (compensation steps sort after every node)."""
         return self.index.get(step, len(self.index))
 
-    def is_compensation(self, step: type[Step]) -> bool:
-        return step not in self.index and step in self.compensations.values()
-
     def is_join(self, step: type[Step]) -> bool:
         return len(self.preds.get(step, ())) > 1
 

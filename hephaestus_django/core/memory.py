@@ -1,4 +1,5 @@
-"""In-memory storage and the synchronous runner over it: the whole engine, no database.
+"""In-memory storage: with :class:`~hephaestus_django.core.runner.Runner` over it, the whole engine
+and no database.
 
 Used by the core's tests, and by code that runs workflows without Django::
 

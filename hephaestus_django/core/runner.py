@@ -5,9 +5,9 @@ steps. Every write that makes steps runnable also writes their *runs* (see ``cor
 says for each one where it executes — the one explicit dispatch decision, :meth:`Runner._plan`,
 per :class:`Mode`:
 
-- ``Mode.here()``: every runnable step runs in this process, one after another (iteratively: no
-  recursion however long the workflow). The in-memory runner, Django's immediate backend and the
-  test kit work this way.
+- ``Mode.everything_here()``: every runnable step runs in this process, one after another
+  (iteratively: no recursion however long the workflow). The in-memory runner, Django's immediate
+  backend and the test kit work this way.
 - ``Mode.queue()``: nothing runs here; every runnable step is handed to a task queue (a caller
   such as ``start()`` under a queue backend).
 - ``Mode.chain(budget, routing)``: a worker's task carries its instance forward: the first

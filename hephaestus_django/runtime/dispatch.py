@@ -13,8 +13,10 @@ One explicit path per backend kind (:meth:`DjangoRunner.caller_mode`):
   when the queue is django-tasks-db on the same database (no dispatch can be lost), otherwise on
   commit, after which their runs are marked enqueued.
 
-``manage.py hephaestus_worker`` (``runtime/worker.py``) fires due timers and recovers lost work:
-claims whose worker stopped heartbeating, and dispatches that never reached the queue.
+``manage.py hephaestus_worker`` (``runtime/worker.py``) fires due timers, recovers lost work
+(claims whose worker stopped heartbeating, dispatches that never reached the queue or whose task
+a worker took and never claimed), releases throttled runs that have a free slot and starts due
+schedule ticks.
 """
 
 from __future__ import annotations
