@@ -23,8 +23,10 @@ pytestmark = pytest.mark.django_db
 
 #: Entries the instance has when it is changed.
 HISTORY = 2_000
-#: What a change may cost, whatever the path (measured on SQLite: 8 to 10, savepoints included).
-MAX_QUERIES = 12
+#: What a change may cost at most, whatever the path: measured 5 (resume through the service) to 7
+#: (cancel through the API) on PostgreSQL, 8 to 10 on SQLite (savepoints included).
+MAX_QUERIES = {"postgresql": 7}
+MAX_QUERIES_ELSEWHERE = 10
 
 _READS_HISTORY = re.compile(rf'(FROM|JOIN)\s+"?{HistoryEntry._meta.db_table}"?', re.IGNORECASE)
 
@@ -81,7 +83,7 @@ def test_a_change_reads_no_history_and_costs_a_few_queries(verb: str, path: str)
     queries = [q["sql"] for q in ctx.captured_queries]
     reads = [sql for sql in queries if _READS_HISTORY.search(sql)]
     assert reads == [], reads
-    assert len(queries) <= MAX_QUERIES, "\n".join(queries)
+    assert len(queries) <= MAX_QUERIES.get(connection.vendor, MAX_QUERIES_ELSEWHERE), "\n".join(queries)
     row.refresh_from_db()
     assert row.status == ("cancelled" if verb == "cancel" else "completed")
     assert row.history_length > HISTORY

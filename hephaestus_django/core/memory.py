@@ -27,7 +27,7 @@ from hephaestus_django.core.effects import RETRY, ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
+from hephaestus_django.core.ports import CLAIMED, MISSING, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -158,7 +158,7 @@ class MemoryStorage:
         with self._lock:
             run = next((r for r in self._runs.values() if r.token == token and r.state == QUEUED), None)
             if run is None:
-                return "missing", None, None
+                return MISSING, None, None
             key = (run.instance_pk, run.step)
             if run.limit is not None:
                 busy = sum(1 for r in self._runs.values() if r.step == run.step and r.state == CLAIMED)

@@ -36,7 +36,7 @@ from hephaestus_django.core import clock, engine
 from hephaestus_django.core.effects import Effect
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.core.ports import QUEUED, Run, Timer
+from hephaestus_django.core.ports import MISSING, QUEUED, THROTTLED, Run, Timer
 from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
 from hephaestus_django.runtime import dbqueue, stepthreads
 from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
@@ -238,9 +238,9 @@ class DjangoRunner(Runner):
                 self.fail_unknown(pk, str(exc))
             return "unknown workflow"
         if instance is None or run is None:
-            if state == "missing" and self._recover_redelivered(str(token)):
+            if state == MISSING and self._recover_redelivered(str(token)):
                 return "recovered"
-            return "throttled" if state == "throttled" else "skipped"
+            return THROTTLED if state == THROTTLED else "skipped"
         step = engine.graph_of(instance).step(run.step)
         mode = self.task_mode(routing(instance, step) if step is not None else ("", 0))
         with telemetry_runner("worker"):

@@ -26,7 +26,7 @@ from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, 
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
+from hephaestus_django.core.ports import CLAIMED, MISSING, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.storage.models import (
     ACTIVE,
@@ -479,7 +479,7 @@ class DjangoStorage:
                 return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
         row = StepRun.objects.filter(token=token, state=QUEUED).first()
         if row is None or row.concurrency_limit is None:
-            return "missing", None, None
+            return MISSING, None, None
         return self._claim_slot(row, worker, load, now)
 
     def _claim_slot(self, row: StepRun, worker: str, load: bool,
@@ -492,9 +492,9 @@ class DjangoStorage:
             target = StepRun.objects.filter(pk=row.pk, state=QUEUED)
             if busy >= (row.concurrency_limit or 0):
                 throttled = target.update(state=THROTTLED, enqueued=False, worker="")
-                return (THROTTLED, None, _run_from_row(row)) if throttled else ("missing", None, None)
+                return (THROTTLED, None, _run_from_row(row)) if throttled else (MISSING, None, None)
             if not target.update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True):
-                return "missing", None, None
+                return MISSING, None, None
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
 
     def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
