@@ -519,7 +519,7 @@ def _fail_for_good(instance: Instance, error: str, failed_step: str | None, trac
         _finish_failed(instance, error, failed_step, traceback)
 
 
-# ---- compensation (saga) -------------------------------------------------------
+# ---- compensation (saga) ---------------------------------------------------------------------
 def compensation_plan(instance: Instance) -> list[type[Step]]:
     """Completed steps that have a compensation, the last completed first."""
     compensations = graph_of(instance).compensations
@@ -868,7 +868,7 @@ def retry(instance: Instance) -> list[Effect]:
     return effects
 
 
-# ---- pause --------------------------------------------------------------------
+# ---- pause -----------------------------------------------------------------------------------
 #: Statuses ``pause`` applies to.
 PAUSABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
 
@@ -899,7 +899,7 @@ def unpause(instance: Instance) -> list[Effect]:
     return [ExecuteStep(step, 1) for step in sorted(instance.running_steps, key=graph.position)]
 
 
-# ---- migration to another version -----------------------------------------------------
+# ---- migration to another version ------------------------------------------------------------
 #: Statuses ``migrate`` applies to.
 MIGRATABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.PAUSED})
 

@@ -828,7 +828,7 @@ class Runner:
                 self._run_here(instance, items)
         return True
 
-    # ---- schedules ---------------------------------------------------------------------
+    # ---- schedules ------------------------------------------------------------------------------------
     def fire_schedules(self) -> int:
         """Start the instance of every schedule tick that is due by the engine's clock; returns
         how many started.
