@@ -249,7 +249,8 @@ class InstancePagesMixin(_ModelAdmin):
             return TemplateResponse(request, f"{TEMPLATES}/resume.html",
                                     self.page_context(request, title, form=form, **common))
         if verb == operations.MIGRATE:
-            return self.migrate_action(request, None, rows=[row], **common)  # type: ignore[return-value]
+            response = self.migrate_action(request, None, rows=[row], **common)
+            return response if response is not None else HttpResponseRedirect(change_url)
         if posted:
             operations.apply(request, verb, [row], log=self._change_logger(request, verb),
                              options={"compensate": request.POST.get("compensate") == "on"})
