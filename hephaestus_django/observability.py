@@ -32,6 +32,8 @@ from typing import Any
 from django.db import transaction
 
 from hephaestus_django.core import telemetry as core_telemetry
+from hephaestus_django.core.registry import short_name
+from hephaestus_django.core.status import EntryKind
 from hephaestus_django.signals import SIGNALS
 
 logger = logging.getLogger("hephaestus")
@@ -167,9 +169,7 @@ def export_trace(name: str, measurements: dict[str, Any], metadata: dict[str, An
     tracer = _tracer()
     if tracer is None:
         return
-    rows = WorkflowInstance.objects.filter(instance_id=metadata.get("instance_id"),
-                                           workflow=metadata.get("workflow"))
-    row = rows.order_by("-pk").first()
+    row = WorkflowInstance.objects.newest(metadata.get("instance_id", ""), metadata.get("workflow", ""))
     if row is None:
         return
     history = list(row.history.order_by("seq"))
@@ -184,13 +184,13 @@ def export_trace(name: str, measurements: dict[str, Any], metadata: dict[str, An
     for entry in history:
         stamp = max(start, _ns(entry.timestamp))
         end = max(end, stamp)
-        if entry.kind == "cancelled" or not entry.step:  # instance level: paused, unpaused, migrated, deadline
+        if entry.kind == EntryKind.CANCELLED or not entry.step:  # instance level: paused, unpaused, migrated, deadline
             root.add_event(entry.kind, timestamp=stamp, attributes={"hephaestus.error": entry.error} if entry.error
                            else {})
             continue
-        waited = entry.kind in ("resumed", "timer_fired")
-        verb = "wait" if waited else "compensate" if entry.kind == "compensated" else "step"
-        span_name = f"{verb} {entry.step.rsplit('.', 1)[-1]}"
+        waited = entry.kind in (EntryKind.RESUMED, EntryKind.TIMER_FIRED)
+        verb = "wait" if waited else "compensate" if entry.kind == EntryKind.COMPENSATED else "step"
+        span_name = f"{verb} {short_name(entry.step)}"
         begin = max(start, stamp - int((entry.duration or 0.0) * 1e9))
         step_attributes = {
             "hephaestus.step": entry.step, "hephaestus.kind": entry.kind, "hephaestus.attempt": entry.attempt,
@@ -199,7 +199,7 @@ def export_trace(name: str, measurements: dict[str, Any], metadata: dict[str, An
         if entry.event:
             step_attributes["hephaestus.event"] = entry.event
         if waited:
-            step_attributes["hephaestus.source"] = "timeout" if entry.kind == "timer_fired" else "external"
+            step_attributes["hephaestus.source"] = "timeout" if entry.kind == EntryKind.TIMER_FIRED else "external"
         span = tracer.start_span(span_name, context=parent, start_time=begin, attributes=step_attributes)
         if entry.error:
             span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, entry.error))

@@ -1,9 +1,14 @@
-"""The Python API (SPEC §2): what the facade, the admin, the API and the commands call.
+"""The Python API (``docs/reference/python-api.md``): what the admin, the API and the commands call (the
+workflow facade, ``OrderFlow.start(...)``, reaches the same database runner through :func:`install`).
 
 ::
 
     from hephaestus_django import start_instance, resume, cancel, retry, get_instance, list_instances
     from hephaestus_django import pause, unpause, migrate
+
+The instances the changes return (``start_instance``, ``resume``, ``cancel``, ``retry``, ``pause``,
+``unpause``, ``migrate``) read their stored history only when it is looked at
+(``instance.execution_history``): callers that only need the state read no history rows.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hephaestus_django.core import facade
+from hephaestus_django.core.engine import ResumeOption
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.workflow import LIST_LIMIT
 from hephaestus_django.runtime.dispatch import get_runner
 
 __all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "migrate_many", "pause",
-           "pause_schedule", "plan_migration", "resume", "retry", "start_instance", "unpause", "unpause_schedule"]
+           "pause_schedule", "plan_migration", "resume", "resume_options", "retry", "start_instance", "unpause",
+           "unpause_schedule"]
 
 
 def install() -> None:
@@ -135,6 +142,30 @@ def migrate_many(workflow: Any, *, from_version: int, to_version: int, step_map:
                     report.migrated[row.instance_id] = {}
             except HephaestusError as exc:
                 report.failed[row.instance_id] = {"error": str(exc), "unmatched": getattr(exc, "unmatched", [])}
+
+
+def resume_options(instance: Any) -> list[ResumeOption]:
+    """What ``instance`` (a core ``Instance`` or a ``WorkflowInstance`` row) can be resumed with
+    now: one :class:`~hephaestus_django.core.engine.ResumeOption` (``step``, ``event``, ``alias``;
+    ``as_json()``) per waiting step and event leading somewhere, in graph order. Children steps are
+    never offered; an instance whose workflow (or version) is no longer registered offers nothing.
+    The admin's resume form, the API's example body and ``hephaestus_resume`` use it."""
+    from hephaestus_django.core.engine import resume_options as options_of
+    from hephaestus_django.core.exceptions import HephaestusError
+
+    if not isinstance(instance, Instance):
+        if not instance.waiting_steps:
+            return []  # nothing to build
+        from hephaestus_django.storage.orm import to_instance
+
+        try:
+            instance = to_instance(instance)
+        except HephaestusError:
+            return []
+    try:
+        return options_of(instance)
+    except (HephaestusError, ValueError):  # its version is gone
+        return []
 
 
 def retry(id: str, *, workflow: Any = None) -> Instance:

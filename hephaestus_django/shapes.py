@@ -1,4 +1,5 @@
-"""The JSON shapes of SPEC §2.1, shared by the API, the commands' ``--json`` and the admin.
+"""The JSON shapes of instances, history entries and workflows (``docs/api.md``), shared by the API,
+the commands' ``--json`` and the admin.
 
 Instances and history entries are shaped from rows (no registry lookups, no extra queries);
 workflows from the registry.

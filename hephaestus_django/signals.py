@@ -1,4 +1,5 @@
-"""Telemetry signals: the 11 events of the Elixir library, as Django signals (SPEC §7).
+"""Telemetry signals: the 11 events of the Elixir library, as Django signals
+(``docs/observability.md``).
 
 Each one is sent with ``sender`` = the workflow class (``None`` for ``runner_initialized``) and
 two keyword arguments, ``measurements`` and ``metadata`` (dicts). Durations are in seconds,

@@ -1,4 +1,4 @@
-"""The Django admin for workflow instances (SPEC §5): an observer that changes state only
+"""The Django admin for workflow instances (``docs/admin.md``): an observer that changes state only
 through :mod:`hephaestus_django.services`.
 
 Importing this package registers :class:`~hephaestus_django.admin.instances.WorkflowInstanceAdmin`

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.contrib import admin
@@ -12,20 +11,8 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.core import registry
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.core.workflow import VersionedWorkflow
-
-_VERSION_SUFFIX = re.compile(r"^v\d+$")
-
-
-def short_name(name: str) -> str:
-    """``orders.workflows.OrderFlow`` -> ``OrderFlow`` (registry names are dotted paths); a name
-    whose last part is a version (``orders.Onboarding.v2``) keeps the part before it too."""
-    if not name:
-        return name
-    parts = name.rsplit(".", 2)
-    if len(parts) > 1 and _VERSION_SUFFIX.match(parts[-1]):
-        return f"{parts[-2]} {parts[-1]}"
-    return parts[-1]
 
 
 def version_members() -> dict[str, tuple[str, int]]:

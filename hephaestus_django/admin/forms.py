@@ -16,14 +16,10 @@ from django import forms
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.translation import gettext_lazy as _
 
-from hephaestus_django.admin.filters import short_name
-from hephaestus_django.core.children import is_children_step
-from hephaestus_django.core.engine import graph_of
-from hephaestus_django.core.exceptions import HephaestusError
-from hephaestus_django.core.steps import WaitForEvent
+from hephaestus_django import services
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import WorkflowInstance
-from hephaestus_django.storage.orm import to_instance
 
 #: Separates the step's registry name from the event in a choice value (never in a dotted path).
 SEPARATOR = "|"
@@ -36,34 +32,19 @@ _JSON_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
 
 
 def resume_choices(row: WorkflowInstance) -> Choices:
-    """``[(step label, [("step|event", event label), ...]), ...]`` for each waiting step of ``row``.
-
-    An event is offered when the step declares it and the workflow has a transition for it (so a
+    """``[(step label, [("step|event", event label), ...]), ...]``: the instance's
+    :func:`~hephaestus_django.services.resume_options`, grouped by waiting step (an event is
+    offered when the step declares it and the workflow has a transition for it, so a
     ``WaitForEvent`` without a ``timeout`` is offered ``received`` only). Instances whose workflow
     is not registered any more offer nothing.
     """
-    if not row.waiting_steps:
-        return []
-    try:
-        instance = to_instance(row)
-        graph = graph_of(instance)
-    except (HephaestusError, ValueError):
-        return []
-    groups: Choices = []
-    for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
-        if is_children_step(step):
-            continue
-        config = instance.step_configs.get(step, {})
-        options = []
-        step_label = short_name(step.registry_name())
-        for event in graph.handled_events(step):
-            label = event
-            if issubclass(step, WaitForEvent) and event == "received" and config.get("event_name"):
-                label = f"{event} ({config['event_name']})"
-            options.append((f"{step.registry_name()}{SEPARATOR}{event}", f"{step_label} → {label}"))
-        if options:
-            groups.append((step_label, options))
-    return groups
+    groups: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for option in services.resume_options(row):
+        name = option.step.registry_name()
+        step_label, choices = groups.setdefault(name, (short_name(name), []))
+        label = f"{option.event} ({option.alias})" if option.alias else option.event
+        choices.append((f"{name}{SEPARATOR}{option.event}", f"{step_label} → {label}"))
+    return list(groups.values())
 
 
 def parse_choice(value: str) -> tuple[str, str]:
@@ -76,7 +57,8 @@ class ResumeForm(forms.Form):
     """One ``resume_<pk>`` choice per resumable instance, and ``data`` for every chosen step.
 
     With one instance the choice is required; with several, instances left blank stay waiting,
-    but at least one must be chosen. ``data`` is a JSON object or empty (SPEC §9).
+    but at least one must be chosen. ``data`` is a JSON object or empty (the same
+    rule as the API's and the command's resume data).
     """
 
     data = forms.JSONField(

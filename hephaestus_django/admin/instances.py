@@ -6,8 +6,10 @@
 - Instance page: read-only. Formatted JSON, the workflow graph with each step's state, the
   execution history (one query, however long it is), the error of a failed instance, and links
   to its parent and its child workflows.
-- Actions (change permission): cancel, retry and resume, each with a confirmation page, all
-  through :mod:`hephaestus_django.services`. The same operations are offered on the instance page.
+- Actions (change permission): cancel, retry, resume, pause, unpause and migrate, each with a
+  confirmation page, all through :mod:`hephaestus_django.services`. The same operations are offered
+  on the instance page. These pages (and ``workflows/`` below) are the methods of
+  :class:`~hephaestus_django.admin.views.InstancePagesMixin`.
 - Deletion (delete permission) of finished instances only: the delete view and the bulk action
   refuse active ones (every status of the active set: pending, running, waiting...).
 - Filters and search never fail on input a database cannot take (a NUL character): such a
@@ -25,7 +27,6 @@ from django.contrib.admin.actions import delete_selected
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
@@ -38,8 +39,9 @@ from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short
 from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
 from hephaestus_django.admin.pagination import EstimatedCountPaginator
+from hephaestus_django.admin.views import InstancePagesMixin, pretty_json
 from hephaestus_django.core import clock, registry
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.core.values import storable_problem
 from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance
 
@@ -72,7 +74,7 @@ def _active_names() -> str:
     return ", ".join(ACTIVE)
 
 
-class WorkflowInstanceAdmin(admin.ModelAdmin):
+class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
     """Read-only instances; state changes only through the services (actions and instance pages)."""
 
     list_display = ("instance_id", "workflow_name", "version", "status_badge", "current_step_name",
@@ -136,7 +138,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         if "delete_selected" in actions:
             del actions["delete_selected"]
-            actions["delete_selected"] = (delete_finished, "delete_selected",
+            actions["delete_selected"] = (type(self).delete_finished, "delete_selected",
                                           gettext("Delete selected finished instances…"))
         return actions
 
@@ -152,10 +154,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         # one statement that re-checks the status: an instance retried meanwhile is not deleted
-        WorkflowInstance.objects.filter(pk=obj.pk).exclude(status__in=ACTIVE).delete()
+        WorkflowInstance.objects.filter(pk=obj.pk).finished().delete()
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        queryset.exclude(status__in=ACTIVE).delete()
+        queryset.finished().delete()
 
     # ---- changelist ------------------------------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
@@ -250,27 +252,27 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     # ---- actions -------------------------------------------------------------------------------------------
     @admin.action(permissions=["change"], description=_("Cancel selected instances…"))
     def cancel_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.confirm_action(self, request, queryset, operations.CANCEL)
+        return self.confirm_action(request, queryset, operations.CANCEL)
 
     @admin.action(permissions=["change"], description=_("Retry selected failed instances…"))
     def retry_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.confirm_action(self, request, queryset, operations.RETRY)
+        return self.confirm_action(request, queryset, operations.RETRY)
 
     @admin.action(permissions=["change"], description=_("Resume a waiting step of selected instances…"))
     def resume_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.resume_action(self, request, queryset)
+        return self.resume_action(request, queryset)
 
     @admin.action(permissions=["change"], description=_("Pause selected instances…"))
     def pause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.confirm_action(self, request, queryset, operations.PAUSE)
+        return self.confirm_action(request, queryset, operations.PAUSE)
 
     @admin.action(permissions=["change"], description=_("Unpause selected instances…"))
     def unpause_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.confirm_action(self, request, queryset, operations.UNPAUSE)
+        return self.confirm_action(request, queryset, operations.UNPAUSE)
 
     @admin.action(permissions=["change"], description=_("Migrate selected instances to another version…"))
     def migrate_instances(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
-        return views.migrate_action(self, request, queryset)
+        return self.migrate_action(request, queryset)
 
     # ---- instance page -----------------------------------------------------------------------------------
     @admin.display(description=_("workflow"))
@@ -326,7 +328,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _json(value: Any) -> str:
-        return format_html('<pre class="hx-json">{}</pre>', views.pretty_json(value))
+        return format_html('<pre class="hx-json">{}</pre>', pretty_json(value))
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
@@ -357,7 +359,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         entries = list(history)
         for entry in entries:  # what the template shows, computed once here
             entry.short_step = short_name(entry.step)
-            entry.pretty_updates = views.pretty_json(entry.context_updates) if entry.context_updates else ""
+            entry.pretty_updates = pretty_json(entry.context_updates) if entry.context_updates else ""
             entry.when = moment(entry.timestamp)
             entry.delay_text = f"{round(entry.delay, 3):g}" if entry.delay is not None else ""
         now = clock.now()  # the clock that decides when timers fire
@@ -366,7 +368,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             timer.when = moment(timer.due_at)
             timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
             timer.short_step = short_name(timer.step)
-        failure = next((e for e in reversed(entries) if e.kind == "failed"), None)
+        failure = next((e for e in reversed(entries) if e.kind == EntryKind.FAILED), None)
         children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
                         .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
                         [: CHILDREN_LIMIT + 1])
@@ -415,46 +417,15 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             perms_needed.add(str(WorkflowInstance._meta.verbose_name))
         return listed, {k: v for k, v in counts.items() if v}, perms_needed, []
 
-    # ---- urls --------------------------------------------------------------------------------------------
-    def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        wrap = self.admin_site.admin_view
-
-        def operation(verb: str) -> Any:
-            def view(request: HttpRequest, object_id: str) -> HttpResponse:
-                return views.object_operation(self, request, object_id, verb)
-
-            return wrap(view)
-
-        def workflows(request: HttpRequest) -> HttpResponse:
-            return views.workflows(self, request)
-
-        def workflow(request: HttpRequest, name: str) -> HttpResponse:
-            return views.workflow_detail(self, request, name)
-
-        return [
-            path("workflows/", wrap(workflows), name=f"{info}_workflows"),
-            path("workflows/<path:name>/", wrap(workflow), name=f"{info}_workflow"),
-            *(path(f"<path:object_id>/{verb}/", operation(verb), name=f"{info}_{verb}")
-              for verb in (*operations.CONFIRMED, operations.RESUME, operations.MIGRATE)),
-            *super().get_urls(),
-        ]
-
-    def _url(self, name: str, *args: Any) -> str:
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args,
-                       current_app=self.admin_site.name)
-
-
-def delete_finished(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
-                    queryset: QuerySet[Any]) -> HttpResponse | None:
-    """Django's bulk delete, refused when the selection holds an active instance."""
-    active = list(queryset.filter(status__in=ACTIVE).order_by("-created_at", "-pk")
-                  .values_list("instance_id", flat=True)[:operations.MAX_ERROR_MESSAGES + 1])
-    if active:
-        shown = ", ".join(active[: operations.MAX_ERROR_MESSAGES]) + ("…" if len(active) > operations.MAX_ERROR_MESSAGES
-                                                                      else "")
-        messages.error(request, gettext(
-            "Nothing was deleted: active instances (%(statuses)s) cannot be deleted; cancel them first or select "
-            "finished ones only. Active: %(ids)s.") % {"statuses": _active_names(), "ids": shown})
-        return None
-    return delete_selected(model_admin, request, queryset)  # type: ignore[no-any-return]
+    def delete_finished(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        """Django's bulk delete, refused when the selection holds an active instance."""
+        active = list(queryset.active().order_by("-created_at", "-pk")
+                      .values_list("instance_id", flat=True)[:operations.MAX_ERROR_MESSAGES + 1])
+        if active:
+            shown = ", ".join(active[: operations.MAX_ERROR_MESSAGES]) + (
+                "…" if len(active) > operations.MAX_ERROR_MESSAGES else "")
+            messages.error(request, gettext(
+                "Nothing was deleted: active instances (%(statuses)s) cannot be deleted; cancel them first or "
+                "select finished ones only. Active: %(ids)s.") % {"statuses": _active_names(), "ids": shown})
+            return None
+        return delete_selected(self, request, queryset)  # type: ignore[no-any-return]

@@ -9,7 +9,7 @@ reported in a message and the others go ahead.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from django.contrib import messages
@@ -19,6 +19,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from hephaestus_django import services
+from hephaestus_django.core.engine import (
+    CANCELLABLE_STATUSES,
+    MIGRATABLE_STATUSES,
+    PAUSABLE_STATUSES,
+    RESUMABLE_STATUSES,
+)
 from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.status import Status
@@ -41,13 +47,13 @@ MIGRATE = "migrate"
 #: Operations that need no input beyond a confirmation.
 CONFIRMED = (CANCEL, RETRY, PAUSE, UNPAUSE)
 #: The statuses each operation applies to.
-APPLIES_TO = {
-    CANCEL: (Status.PENDING, Status.RUNNING, Status.WAITING, Status.PAUSED),
+APPLIES_TO: dict[str, Collection[Status]] = {
+    CANCEL: CANCELLABLE_STATUSES,
     RETRY: (Status.FAILED,),
-    PAUSE: (Status.RUNNING, Status.WAITING),
+    PAUSE: PAUSABLE_STATUSES,
     UNPAUSE: (Status.PAUSED,),
-    MIGRATE: (Status.RUNNING, Status.WAITING, Status.PAUSED),
-    RESUME: (Status.RUNNING, Status.WAITING, Status.PAUSED),
+    MIGRATE: MIGRATABLE_STATUSES,
+    RESUME: RESUMABLE_STATUSES,
 }
 
 

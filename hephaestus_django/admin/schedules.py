@@ -1,4 +1,4 @@
-"""The admin of workflow schedules (SPEC §10): the schedules declared in code, with their next
+"""The admin of workflow schedules (``docs/admin.md``): the schedules declared in code, with their next
 tick, and a durable pause toggle per schedule.
 
 Schedules live in code (``schedules = [Schedule(...)]`` on a workflow class); a row keeps what

@@ -1,4 +1,4 @@
-"""The REST API (SPEC §6): the only package that imports DRF and django-filter.
+"""The REST API (``docs/api.md``): the only package that imports DRF and django-filter.
 
 Mount it under any prefix::
 

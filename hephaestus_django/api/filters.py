@@ -73,7 +73,7 @@ class InstanceFilter(django_filters.FilterSet):
         help_text=_("One or more statuses: ?status=waiting&status=failed."))
     workflow_version = extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(
         IntegerFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT))
-    #: SPEC §6 calls the filter "version"; both names work.
+    #: The filter's documented name (``docs/api.md``); ``workflow_version`` works too.
     version = extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(
         IntegerFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT,
                       help_text=_("Same as workflow_version.")))

@@ -1,7 +1,8 @@
 """Request and response bodies.
 
-Responses are the shapes of SPEC §2.1, produced by :mod:`hephaestus_django.shapes`; the fields
-declared on the response serializers document those shapes in the OpenAPI schema (a test checks
+Responses are the JSON shapes of instances, history entries and workflows, produced by
+:mod:`hephaestus_django.shapes`; the fields declared on the response serializers document those
+shapes in the OpenAPI schema (a test checks
 that both name the same keys). Request serializers validate input and look workflow names up in
 the registry (never importing them).
 """

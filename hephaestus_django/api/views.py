@@ -184,7 +184,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
         return tuple(name for name in EXPANDABLE if name in names)
 
     def get_object(self) -> WorkflowInstance:
-        row = self.get_queryset().filter(instance_id=self.kwargs["id"]).order_by("-pk").first()
+        row = self.get_queryset().newest(self.kwargs["id"])
         if row is None:
             raise NotFound(f"no instance with id {self.kwargs['id']!r}")
         return row
@@ -291,8 +291,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
             name=gettext_lazy("Instance history"))
     def history(self, request: Request, id: str) -> Response:
         """The instance's execution history, in order."""
-        found = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", "history_length") \
-            .first()
+        found = WorkflowInstance.objects.newest_first(id).values_list("pk", "history_length").first()
         if found is None:
             raise NotFound(f"no instance with id {id!r}")
         pk, self.history_length = found  # the paginator reads each page as one range of seq
@@ -305,7 +304,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
             name=gettext_lazy("Instance children"))
     def children(self, request: Request, id: str) -> Response:
         """The child workflows the instance's children steps started, in the order they started."""
-        pk = WorkflowInstance.objects.filter(instance_id=id).order_by("-pk").values_list("pk", flat=True).first()
+        pk = WorkflowInstance.objects.newest_first(id).values_list("pk", flat=True).first()
         if pk is None:
             raise NotFound(f"no instance with id {id!r}")
         page = self.paginate_queryset(self.get_queryset().filter(parent_id=pk).order_by("pk"))
@@ -350,25 +349,15 @@ class WorkflowViewSet(HephaestusAPIMixin, viewsets.ViewSet):
 
 
 def resume_example(instance_id: str) -> dict[str, Any]:
-    """A resume body for the newest instance ``instance_id``: an event its waiting step declares
-    (and the step, when several wait)."""
-    from hephaestus_django.core.engine import graph_of
-    from hephaestus_django.core.exceptions import HephaestusError
-    from hephaestus_django.storage.orm import to_instance
-
-    row = WorkflowInstance.objects.filter(instance_id=instance_id).order_by("-pk").first()
-    if row is None or not row.waiting_steps:
+    """A resume body for the newest instance ``instance_id``: its first
+    :func:`~hephaestus_django.services.resume_options` (with the step, when several wait)."""
+    row = WorkflowInstance.objects.newest(instance_id)
+    options = services.resume_options(row) if row is not None else []
+    if not options:
         return {"event": ""}
-    try:
-        instance = to_instance(row)
-        graph = graph_of(instance)
-    except (HephaestusError, ValueError):
-        return {"event": ""}
-    waiting = sorted(instance.waiting_steps, key=graph.index.__getitem__)
-    step = waiting[0]
-    body: dict[str, Any] = {"event": (graph.handled_events(step) or list(step.events) or [""])[0]}
-    if len(waiting) > 1:
-        body["step"] = step.registry_name()
+    body: dict[str, Any] = {"event": options[0].event}
+    if len({option.step for option in options}) > 1:
+        body["step"] = options[0].step.registry_name()
     return body
 
 

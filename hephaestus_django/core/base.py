@@ -115,7 +115,7 @@ class Step:
     #: At most this many executions of this step run at once, across all workers (``None``: no limit).
     concurrency_limit: ClassVar[int | None] = None
     #: The step that undoes this one when the instance fails for good or is cancelled with
-    #: ``compensate=True`` (SPEC §10). It is not a node of the graph: whatever event it
+    #: ``compensate=True``. It is not a node of the graph: whatever event it
     #: returns, it is done; its updates land under its own context key.
     compensate: ClassVar[type[Step] | None] = None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,6 +21,3 @@ def set_clock(func: Callable[[], datetime] | None) -> Callable[[], datetime] | N
     previous, _now = _now, func
     return previous
 
-
-def monotonic_ns() -> int:
-    return time.monotonic_ns()

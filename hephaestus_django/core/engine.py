@@ -4,7 +4,7 @@ Each function mutates the instance it is given, appends history entries, and ret
 *effects* the caller must carry out (run a step, schedule a timer). Storage and runners
 (in memory here, the database and Django Tasks above) decide where and when.
 
-Joins (SPEC §1.4): a step with several predecessors activates once, when each predecessor
+Joins (``docs/concepts/joins.md``): a step with several predecessors activates once, when each predecessor
 has completed or can no longer run (it is not active and no active or pending step reaches
 it). Reachability is a per-graph bitset, so one check costs a few integer operations.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import traceback as tb
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -194,7 +195,7 @@ def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, An
 
 
 #: Statuses in which an instance's active steps may be dispatched and start executing (one place:
-#: a status that stops work, such as ``paused``, is simply not listed here; SPEC §10).
+#: a status that stops work, such as ``paused``, is simply not listed here).
 DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
 
 
@@ -232,7 +233,7 @@ def outcome_failed(step: type[Step], outcome: StepOutcome) -> bool:
 
 def _updates_problem(step: type[Step], result: Ok) -> str | None:
     """Why the updates an ``Ok`` carries cannot be applied: not dicts, or values the database
-    cannot store (SPEC §13: a failure of the step, never a stuck instance)."""
+    cannot store (a failure of the step, never a stuck instance)."""
     for name, updates in (("context_updates", result.context_updates), ("metadata_updates", result.metadata_updates)):
         if not _is_dict_or_none(updates):
             return f"{describe(step)} returned {name} that are not a dict: {updates!r}"
@@ -518,7 +519,7 @@ def _fail_for_good(instance: Instance, error: str, failed_step: str | None, trac
         _finish_failed(instance, error, failed_step, traceback)
 
 
-# ---- compensation (saga, SPEC §10) -----------------------------------------------------------
+# ---- compensation (saga) ---------------------------------------------------------------------
 def compensation_plan(instance: Instance) -> list[type[Step]]:
     """Completed steps that have a compensation, the last completed first."""
     compensations = graph_of(instance).compensations
@@ -624,11 +625,15 @@ def _storable_traceback(traceback: str | None) -> str | None:
 
 
 # ---- external calls --------------------------------------------------------------------------
+#: Statuses in which a waiting step may be resumed (a paused instance takes the event: its next
+#: steps start at unpause, so an event is never lost).
+RESUMABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.PAUSED})
+
+
 def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
                       source: str = "external") -> tuple[type[Step], str]:
-    """The waiting step ``event`` resumes, and the declared event it maps to (SPEC §2)."""
-    # a paused instance takes the event (its next steps start at unpause): an event is never lost
-    if instance.status not in (Status.RUNNING, Status.WAITING, Status.PAUSED) or not instance.waiting_steps:
+    """The waiting step ``event`` resumes, and the declared event it maps to."""
+    if instance.status not in RESUMABLE_STATUSES or not instance.waiting_steps:
         raise NotWaiting(f"instance {instance.id} is {instance.status} and has no waiting step")
     if not isinstance(event, str) or not event:
         raise InvalidEvent(f"'event' must be a non-empty str, not {event!r}", field="event")
@@ -664,6 +669,41 @@ def find_waiting_step(instance: Instance, event: Any, step: Any = None, *,
         raise InvalidEvent(f"event {event!r} is declared by several waiting steps ({names}); pass step=",
                            field="event")
     return candidates[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOption:
+    """One way to resume a waiting step: ``resume(id, event, step=step)``."""
+
+    #: The waiting step.
+    step: type[Step]
+    #: An event it declares that leads somewhere in the graph.
+    event: str
+    #: Another name that resumes it with ``event`` (a ``WaitForEvent``'s configured
+    #: ``event_name`` for ``received``), or ``None``.
+    alias: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"step": self.step.registry_name(), "event": self.event, "alias": self.alias}
+
+
+def resume_options(instance: Instance) -> list[ResumeOption]:
+    """What ``instance`` can be resumed with now: for each waiting step (graph order; children
+    steps wait for their children, not for an event, and are left out), each event it declares
+    that the workflow has a transition for. Empty unless the status takes a resume."""
+    if instance.status not in RESUMABLE_STATUSES or not instance.waiting_steps:
+        return []
+    graph = graph_of(instance)
+    options = []
+    for step in sorted(instance.waiting_steps, key=graph.index.__getitem__):
+        if is_children_step(step):
+            continue
+        config = instance.step_configs.get(step, {})
+        name = config.get("event_name")  # the external name a step may map (see Step.resume_event)
+        for event in graph.handled_events(step):
+            aliased = isinstance(name, str) and name != event and step.resume_event(name, config) == event
+            options.append(ResumeOption(step, event, name if aliased else None))
+    return options
 
 
 def resume(instance: Instance, event: Any, step: Any = None, *, source: str = "external",
@@ -725,7 +765,8 @@ def fire_timer(instance: Instance, step: Any, purpose: str, attempt: int = 1) ->
 
 def lose_claim(instance: Instance, step: type[Step], attempt: int, reason: str,
                recovery_attempts: int) -> list[Effect] | None:
-    """Attempt ``attempt`` of ``step`` was lost with its worker: a failed attempt (SPEC §13).
+    """Attempt ``attempt`` of ``step`` was lost with its worker: a failed attempt
+    (``docs/deployment.md``: claims and leases).
 
     Retried per the step's ``retry`` (backoff included); a step without one is re-run until it
     has run ``recovery_attempts`` times. ``None`` when the step is no longer runnable (the
@@ -827,10 +868,14 @@ def retry(instance: Instance) -> list[Effect]:
     return effects
 
 
-# ---- pause (SPEC §10) ------------------------------------------------------------------------
+# ---- pause -----------------------------------------------------------------------------------
+#: Statuses ``pause`` applies to.
+PAUSABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING})
+
+
 def pause(instance: Instance) -> None:
     """Hold a running or waiting instance: no step starts and no timer fires until :func:`unpause`."""
-    if instance.status not in (Status.RUNNING, Status.WAITING):
+    if instance.status not in PAUSABLE_STATUSES:
         raise NotPausable(f"instance {instance.id} is {instance.status}; only running and waiting instances "
                           "can be paused")
     status_before = instance.status
@@ -854,7 +899,7 @@ def unpause(instance: Instance) -> list[Effect]:
     return [ExecuteStep(step, 1) for step in sorted(instance.running_steps, key=graph.position)]
 
 
-# ---- migration to another version (SPEC §10) ---------------------------------------------------------
+# ---- migration to another version ------------------------------------------------------------
 #: Statuses ``migrate`` applies to.
 MIGRATABLE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.PAUSED})
 

@@ -128,9 +128,6 @@ class Graph:
         """A sort key: the node's topological index (compensation steps sort after every node)."""
         return self.index.get(step, len(self.index))
 
-    def is_compensation(self, step: type[Step]) -> bool:
-        return step not in self.index and step in self.compensations.values()
-
     def is_join(self, step: type[Step]) -> bool:
         return len(self.preds.get(step, ())) > 1
 
@@ -274,7 +271,7 @@ def _find_cycle(candidates: list[type[Step]], succs: dict[type[Step], list[type[
 
 
 def validate_graph(graph: Graph) -> list[str]:
-    """Every definition-time rule of SPEC §1.4 that needs the built graph."""
+    """Every definition-time rule that needs the built graph (``docs/concepts/workflows.md``, *Validation*)."""
     problems: list[str] = []
     nodes = graph.nodes
     # reachability from the start
@@ -357,7 +354,7 @@ def _known_step(graph: Graph, step: type[Step], names: dict[str, type[Step]], ke
 
 def _compensation_problems(graph: Graph, names: dict[str, type[Step]],
                            keys: dict[str, list[type[Step]]]) -> list[str]:
-    """``compensate = SomeStep`` on nodes (SPEC §10): a Step class that is not a node of the graph.
+    """``compensate = SomeStep`` on nodes: a Step class that is not a node of the graph.
 
     Compensation steps join ``by_name`` and the context keys (their updates land under their own
     key); their events need no transitions.

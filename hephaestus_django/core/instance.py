@@ -61,7 +61,7 @@ class ExecutionEntry:
 
 @dataclass(slots=True)
 class Compensation:
-    """The saga of a failing or cancelled instance (SPEC §10): which compensations are left.
+    """The saga of a failing or cancelled instance: which compensations are left.
 
     ``pending`` lists the completed steps whose compensation has not run yet, the next one
     first (reverse order of completion); ``done`` those whose compensation ran. ``outcome``

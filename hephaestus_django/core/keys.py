@@ -1,4 +1,5 @@
-"""Business keys: ids of the form ``key::value[::suffix]`` and the uniqueness scopes (SPEC §1.6)."""
+"""Business keys: ids of the form ``key::value[::suffix]`` and the uniqueness scopes
+(``docs/concepts/uniqueness.md``)."""
 
 from __future__ import annotations
 

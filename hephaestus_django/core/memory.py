@@ -1,4 +1,5 @@
-"""In-memory storage and the synchronous runner over it: the whole engine, no database.
+"""In-memory storage: with :class:`~hephaestus_django.core.runner.Runner` over it, the whole engine
+and no database.
 
 Used by the core's tests, and by code that runs workflows without Django::
 
@@ -22,11 +23,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hephaestus_django.core.children import ChildSummary
-from hephaestus_django.core.effects import ScheduleTimer
+from hephaestus_django.core.effects import RETRY, ScheduleTimer
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import ActiveRef, conflicts
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
+from hephaestus_django.core.ports import CLAIMED, MISSING, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
 from hephaestus_django.core.status import ACTIVE_STATUSES, Status
 
 
@@ -34,7 +35,6 @@ class MemoryStorage:
     """Instances in a dict, guarded by one re-entrant lock (the ``atomic()`` block)."""
 
     name: ClassVar[str] = "memory"
-    supports_locking: ClassVar[bool] = True
     #: Values in memory are never refused by the store itself.
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
 
@@ -123,7 +123,7 @@ class MemoryStorage:
             if release is not None:
                 self._runs.pop((instance.pk, release), None)
             self.write_runs(instance, runs)
-            if instance.status.is_finished:  # its queued runs and its timers go with it
+            if not instance.status.is_active:  # its queued runs and its timers go with it
                 self._drop_runs(instance.pk, set())
                 for pk, timer in list(self._timers.items()):
                     if timer.instance_pk == instance.pk:
@@ -158,7 +158,7 @@ class MemoryStorage:
         with self._lock:
             run = next((r for r in self._runs.values() if r.token == token and r.state == QUEUED), None)
             if run is None:
-                return "missing", None, None
+                return MISSING, None, None
             key = (run.instance_pk, run.step)
             if run.limit is not None:
                 busy = sum(1 for r in self._runs.values() if r.step == run.step and r.state == CLAIMED)
@@ -238,7 +238,7 @@ class MemoryStorage:
                 del self._timers[pk]
 
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
-        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == "retry"}
+        return {t.step for t in self._timers.values() if t.instance_pk == instance_pk and t.purpose == RETRY}
 
     def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
         with self._lock:
@@ -286,9 +286,6 @@ class MemoryStorage:
             self._schedules[(workflow, name)] = ScheduleState(
                 workflow, name, next_tick, paused, state.last_tick if state else None,
                 state.last_instance if state else None)
-
-    def timers(self) -> list[Timer]:
-        return sorted(self._timers.values(), key=lambda t: (t.due, t.pk))
 
     def claim_resume_key(self, instance: Instance, key: str) -> bool:
         with self._lock:

@@ -34,6 +34,8 @@ class Timer:
 
 #: States of a run: waiting for a worker, held by one, waiting for a concurrency slot.
 QUEUED, CLAIMED, THROTTLED = "queued", "claimed", "throttled"
+#: What a claim finds when no queued run has its token (no run has this state).
+MISSING = "missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class LostRun:
 
 @dataclass(frozen=True, slots=True)
 class ScheduleState:
-    """What a storage keeps of one schedule (SPEC §10): its next tick and whether it is paused.
+    """What a storage keeps of one schedule: its next tick and whether it is paused.
 
     ``next_tick`` is ``None`` until a worker pass has seen the schedule."""
 
@@ -89,8 +91,6 @@ class Storage(Protocol):
     """Where instances, their history and their timers live."""
 
     name: ClassVar[str]
-    #: Whether ``locked()`` really excludes concurrent writers (row locks).
-    supports_locking: ClassVar[bool]
     #: What a write raises when the database refuses a value (the outcome is then recorded as a
     #: failure of its step instead).
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]]
@@ -128,7 +128,7 @@ class Storage(Protocol):
     def claim(self, token: str, worker: str, *, load: bool = True) -> tuple[str, Instance | None, Run | None]:
         """Take the queued run dispatched with ``token`` for ``worker``: (CLAIMED, the instance when
         ``load``, the run), (THROTTLED, None, the run) when its step's concurrency limit is reached
-        (it waits for a slot), or ("missing", None, None) when no queued run has that token."""
+        (it waits for a slot), or (MISSING, None, None) when no queued run has that token."""
 
     def holds(self, instance_pk: Any, step: str, worker: str, attempt: int) -> bool:
         """Whether ``worker`` still holds the run of ``step`` at ``attempt``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,6 +14,19 @@ if TYPE_CHECKING:
     from hephaestus_django.core.workflow import BaseWorkflow
 
 _workflows: dict[str, type[BaseWorkflow]] = {}
+_VERSION_SUFFIX = re.compile(r"^v\d+$")
+
+
+def short_name(name: str | None) -> str:
+    """A registry name without its module path, for people: ``orders.workflows.OrderFlow`` ->
+    ``OrderFlow``; a name whose last part is a version (``orders.Onboarding.v2``) keeps the part
+    before it too (``Onboarding v2``). ``None`` or ``""`` -> ``""``."""
+    if not name:
+        return ""
+    parts = name.rsplit(".", 2)
+    if len(parts) > 1 and _VERSION_SUFFIX.match(parts[-1]):
+        return f"{parts[-2]} {parts[-1]}"
+    return parts[-1]
 _collected: ContextVar[list[WorkflowDefinitionError] | None] = ContextVar("hephaestus_collected", default=None)
 
 

@@ -29,13 +29,14 @@ from typing import Any
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.children import is_children_step
 from hephaestus_django.core.graph import Edge, Graph
+from hephaestus_django.core.status import EntryKind, Status
 
 __all__ = ["DESCRIPTIONS", "MARKERS", "STATES", "ascii", "dot", "layers", "legend_states", "mermaid", "step_states",
            "svg"]
 
 COMPLETED, ACTIVE, WAITING, PENDING = "completed", "active", "waiting", "pending"
 FAILED, CANCELLED, SKIPPED = "failed", "cancelled", "skipped"
-#: A completed step whose compensation ran (SPEC §10).
+#: A completed step whose compensation ran.
 COMPENSATED = "compensated"
 #: Every state a step can be drawn in.
 STATES = (COMPLETED, ACTIVE, WAITING, FAILED, CANCELLED, SKIPPED, PENDING, COMPENSATED)
@@ -151,7 +152,7 @@ def _stopped(graph: Graph, instance: Any, history: Iterable[tuple[Any, str]] | N
              ) -> tuple[set[type[Step]], set[type[Step]]]:
     """(failed, cancelled) steps of a finished instance."""
     status = str(getattr(instance, "status", ""))
-    if status not in (FAILED, CANCELLED):
+    if status not in (Status.FAILED, Status.CANCELLED):
         return set(), set()
     done = _resolve(graph, instance.completed_steps)
     last: dict[type[Step], str] = {}
@@ -161,12 +162,12 @@ def _stopped(graph: Graph, instance: Any, history: Iterable[tuple[Any, str]] | N
             last[step] = str(kind)
     current = graph.step(instance.current_step) if instance.current_step else None
     in_flight = _resolve(graph, instance.active_steps) - done
-    if status == FAILED:
-        failed = {s for s, kind in last.items() if kind == FAILED and s in in_flight | {current}} - done
+    if status == Status.FAILED:
+        failed = {s for s, kind in last.items() if kind == EntryKind.FAILED and s in in_flight | {current}} - done
         if not failed and current is not None and current not in done:
             failed = {current}
         return failed, in_flight - failed
-    unfinished = {s for s, kind in last.items() if kind in ("paused", "retrying")}
+    unfinished = {s for s, kind in last.items() if kind in (EntryKind.PAUSED, EntryKind.RETRYING)}
     cancelled = in_flight | unfinished
     if current is not None:
         cancelled.add(current)
@@ -175,7 +176,7 @@ def _stopped(graph: Graph, instance: Any, history: Iterable[tuple[Any, str]] | N
 
 def _mark_skipped(graph: Graph, instance: Any, states: dict[type[Step], str]) -> None:
     """Pending steps that nothing still open can reach are branches not taken."""
-    if str(getattr(instance, "status", "")) == PENDING:
+    if str(getattr(instance, "status", "")) == Status.PENDING:
         return
     frontier = {s for s, state in states.items() if state in (ACTIVE, WAITING, FAILED, CANCELLED)}
     frontier |= _resolve(graph, getattr(instance, "pending_joins", ()))

@@ -5,9 +5,9 @@ steps. Every write that makes steps runnable also writes their *runs* (see ``cor
 says for each one where it executes — the one explicit dispatch decision, :meth:`Runner._plan`,
 per :class:`Mode`:
 
-- ``Mode.here()``: every runnable step runs in this process, one after another (iteratively: no
-  recursion however long the workflow). The in-memory runner, Django's immediate backend and the
-  test kit work this way.
+- ``Mode.everything_here()``: every runnable step runs in this process, one after another
+  (iteratively: no recursion however long the workflow). The in-memory runner, Django's immediate
+  backend and the test kit work this way.
 - ``Mode.queue()``: nothing runs here; every runnable step is handed to a task queue (a caller
   such as ``start()`` under a queue backend).
 - ``Mode.chain(budget, routing)``: a worker's task carries its instance forward: the first
@@ -268,7 +268,7 @@ class Runner:
                     items = self._create(instance, wf.unique.scope, effects, runs, items, mode)
                 events.flush()
             self._run_here(instance, items)
-        return self.storage.load_pk(instance.pk, history=True) if reload else instance
+        return self.storage.load_pk(instance.pk) if reload else instance
 
     def _create(self, instance: Instance, scope: str, effects: builtins.list[Effect], runs: builtins.list[Run],
                 items: builtins.list[Item], mode: Mode) -> list[Item]:
@@ -290,13 +290,13 @@ class Runner:
             with self.storage.atomic():
                 instance = self._load_for_update(id, workflow)
                 if idempotency_key is not None and not self.storage.claim_resume_key(instance, idempotency_key):
-                    return self.storage.load_pk(instance.pk, history=True)  # a redelivery: as it is
+                    return self.storage.load_pk(instance.pk)  # a redelivery: as it is
                 was_active = instance.status.is_active
                 effects = engine.resume(instance, event, step, data=data)
                 items = self._write_state(instance, effects, mode)
                 items += self._finished_now(instance, was_active, mode)
             self._run_here(instance, items)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def cancel(self, id: str, *, workflow: Any = None, compensate: bool = False) -> Instance:
         """Cancel the instance and its active children (and theirs); with ``compensate`` the
@@ -317,7 +317,7 @@ class Runner:
                     continue
                 break
             self._run_here(instance, items)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def _cancel_tree(self, id: str, workflow: Any, compensate: bool, mode: Mode, *,
                      last: bool) -> tuple[Instance, builtins.list[Item]]:
@@ -362,7 +362,7 @@ class Runner:
             instance = self._load_for_update(id, workflow)
             engine.pause(instance)
             self.storage.save(instance)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def unpause(self, id: str, *, workflow: Any = None) -> Instance:
         """Unpause, dispatch the steps that became runnable and fire the timers that fell due.
@@ -398,13 +398,13 @@ class Runner:
             self._run_here(instance, items)
             for timer in due:
                 self.fire_timer(timer)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def migrate(self, id: str, *, to_version: Any, step_map: Any = None, workflow: Any = None) -> Instance:
         """Move an active instance to another version of its workflow (``MigrationError``: nothing changed)."""
         instance = self.storage.load(id, self._workflow_name(workflow), history=False)
         self.migrate_pk(instance.pk, to_version=to_version, step_map=step_map)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def migrate_pk(self, pk: Any, *, to_version: Any, step_map: Any = None) -> Instance:
         """:meth:`migrate` of the instance stored under ``pk``; returns it as migrated (no history).
@@ -436,7 +436,7 @@ class Runner:
                     # its children may have finished while the instance was failed
                     items += self._complete_children_step(instance, step, mode)
             self._run_here(instance, items)
-        return self.storage.load_pk(instance.pk, history=True)
+        return self.storage.load_pk(instance.pk)
 
     def get(self, id: str, *, workflow: Any = None) -> Instance:
         return self.storage.load(id, self._workflow_name(workflow), history=True)
@@ -828,7 +828,7 @@ class Runner:
                 self._run_here(instance, items)
         return True
 
-    # ---- schedules (SPEC §10) -------------------------------------------------------------------------
+    # ---- schedules ------------------------------------------------------------------------------------
     def fire_schedules(self) -> int:
         """Start the instance of every schedule tick that is due by the engine's clock; returns
         how many started.

@@ -1,4 +1,4 @@
-"""Schedules: a workflow class starts one instance per tick of a crontab expression (SPEC §10).
+"""Schedules: a workflow class starts one instance per tick of a crontab expression.
 
 ::
 

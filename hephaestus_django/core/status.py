@@ -14,7 +14,7 @@ class Status(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    #: The compensations of completed steps are running (SPEC §10); then ``failed`` or ``cancelled``.
+    #: The compensations of completed steps are running; then ``failed`` or ``cancelled``.
     COMPENSATING = "compensating"
     #: Held by an operator: no step starts and no timer fires until ``unpause``.
     PAUSED = "paused"
@@ -24,17 +24,13 @@ class Status(StrEnum):
         """Pending, running, waiting, compensating and paused instances hold their business key."""
         return self in ACTIVE_STATUSES
 
-    @property
-    def is_finished(self) -> bool:
-        return not self.is_active
-
 
 ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.WAITING, Status.COMPENSATING, Status.PAUSED})
 FINISHED_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 class EntryKind(StrEnum):
-    """Kinds of execution-history entries (SPEC §2.1 and §10).
+    """Kinds of execution-history entries (``docs/api.md``, *Shapes*).
 
     ``paused`` has two meanings, told apart by the entry's step: with a step, that step
     returned ``Async()`` and waits; with no step (``step`` is ``None``), an operator paused the

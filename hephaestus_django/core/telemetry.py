@@ -1,6 +1,7 @@
 """Telemetry events of the engine, sent to whatever listeners the outer layers install.
 
-The names are those of the Elixir library's 11 events. Each listener is called with
+The names are those of the Elixir library's 11 events (the signals of
+:mod:`hephaestus_django.signals`, listed in ``docs/observability.md``). Each listener is called with
 ``(name, workflow, measurements, metadata)``; a listener that raises is logged and ignored.
 """
 
@@ -12,12 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger("hephaestus")
-
-EVENTS = (
-    "workflow_started", "workflow_stopped", "workflow_exception", "workflow_transition",
-    "step_started", "step_stopped", "step_exception", "step_async", "step_resumed",
-    "engine_advanced", "runner_initialized",
-)
 
 Listener = Callable[[str, Any, dict[str, Any], dict[str, Any]], None]
 _listeners: list[Listener] = []
@@ -33,10 +28,6 @@ def add_listener(listener: Listener) -> None:
 def remove_listener(listener: Listener) -> None:
     if listener in _listeners:
         _listeners.remove(listener)
-
-
-def has_listeners() -> bool:
-    return bool(_listeners)
 
 
 def wanted(name: str) -> bool:

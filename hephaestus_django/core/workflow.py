@@ -163,7 +163,7 @@ class BaseWorkflow:
     #: Set on a class whose definition failed while errors were being collected (autodiscovery).
     _definition_error: ClassVar[WorkflowDefinitionError | None] = None
 
-    # ---- facade (SPEC §2) ------------------------------------------------------------------
+    # ---- facade (the Python API through the class) ---------------------------------------
     @classmethod
     def start(cls, value: Any, context: dict[str, Any] | None = None, *, version: int | None = None,
               telemetry_metadata: dict[str, Any] | None = None) -> str:
@@ -246,6 +246,18 @@ class BaseWorkflow:
         return own if own is not None else cls.deadline
 
     @classmethod
+    def _begin_class(cls) -> builtins.list[str] | None:
+        """What every concrete subclass starts with: ``abstract`` (never inherited) and ``name``
+        (default: the dotted path) set, then the problems of what all workflows declare;
+        ``None`` for an abstract class (nothing more to check or register)."""
+        cls.abstract = bool(cls.__dict__.get("abstract", False))
+        if "name" not in cls.__dict__:
+            cls.name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.abstract:
+            return None
+        return _common_problems(cls)
+
+    @classmethod
     def _finish_class(cls, problems: builtins.list[str]) -> None:
         """Register the class, or report its problems (raised, or recorded during autodiscovery)."""
         if problems:
@@ -278,12 +290,9 @@ class Workflow(BaseWorkflow):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.abstract = bool(cls.__dict__.get("abstract", False))
-        if "name" not in cls.__dict__:
-            cls.name = f"{cls.__module__}.{cls.__qualname__}"
-        if cls.abstract:
+        problems = cls._begin_class()
+        if problems is None:
             return
-        problems = _common_problems(cls)
         version: Any = cls.version  # user input: validate at run time
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             problems.append(f"version must be a positive int, not {version!r}")
@@ -320,12 +329,9 @@ class VersionedWorkflow(BaseWorkflow):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.abstract = bool(cls.__dict__.get("abstract", False))
-        if "name" not in cls.__dict__:
-            cls.name = f"{cls.__module__}.{cls.__qualname__}"
-        if cls.abstract:
+        problems = cls._begin_class()
+        if problems is None:
             return
-        problems = _common_problems(cls)
         versions: Any = cls.versions  # user input: validate at run time
         if not isinstance(versions, dict) or not versions:
             problems.append("versions must be a non-empty dict {version: Workflow}")

@@ -22,6 +22,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DataError
 
 from hephaestus_django.core.exceptions import HephaestusError
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.core.status import FINISHED_STATUSES, Status
 from hephaestus_django.core.values import MAX_DEPTH, storable_problem
 from hephaestus_django.shapes import history_shape, instance_shape
@@ -144,21 +145,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def short(name: str | None) -> str:
-    """A registry name without its module path (``app.workflows.Pay`` -> ``Pay``)."""
-    return name.rsplit(".", 1)[-1] if name else ""
-
-
 def when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
 def instance_row(instance_id: str, workflow: str | None = None) -> WorkflowInstance:
     """The newest row with ``instance_id`` (in ``workflow``); ``CommandError`` when there is none."""
-    qs = WorkflowInstance.objects.filter(instance_id=instance_id)
-    if workflow is not None:
-        qs = qs.filter(workflow=workflow)
-    row = qs.order_by("-pk").first()
+    row = WorkflowInstance.objects.newest(instance_id, workflow)
     if row is None:
         where = f" in workflow {workflow}" if workflow else ""
         raise CommandError(f"no instance with id {instance_id!r}{where}")
@@ -172,9 +165,9 @@ def instance_summary(row: WorkflowInstance) -> str:
         ("workflow", f"{row.workflow} (version {row.workflow_version})"),
         ("status", row.status),
         ("current step", row.current_step or "-"),
-        ("active steps", ", ".join(short(s) for s in row.active_steps) or "-"),
-        ("waiting steps", ", ".join(short(s) for s in row.waiting_steps) or "-"),
-        ("completed steps", ", ".join(short(s) for s in row.completed_steps) or "-"),
+        ("active steps", ", ".join(short_name(s) for s in row.active_steps) or "-"),
+        ("waiting steps", ", ".join(short_name(s) for s in row.waiting_steps) or "-"),
+        ("completed steps", ", ".join(short_name(s) for s in row.completed_steps) or "-"),
         ("created", when(row.created_at)),
         ("updated", when(row.updated_at)),
     ]

@@ -1,1 +1,3 @@
-"""Runtime layer: dispatch of step executions through Django's Tasks framework, timers, recovery."""
+"""Runtime layer: the database runner (``dispatch``: step executions dispatched through Django's
+Tasks framework), its tasks, the worker loop and its jobs (timers, recovery, throttled runs,
+schedules), the heartbeat of claims, step threads' connections and django-tasks-db task rows."""

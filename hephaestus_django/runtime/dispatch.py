@@ -13,8 +13,10 @@ One explicit path per backend kind (:meth:`DjangoRunner.caller_mode`):
   when the queue is django-tasks-db on the same database (no dispatch can be lost), otherwise on
   commit, after which their runs are marked enqueued.
 
-``manage.py hephaestus_worker`` (``runtime/worker.py``) fires due timers and recovers lost work:
-claims whose worker stopped heartbeating, and dispatches that never reached the queue.
+``manage.py hephaestus_worker`` (``runtime/worker.py``) fires due timers, recovers lost work
+(claims whose worker stopped heartbeating, dispatches that never reached the queue or whose task
+a worker took and never claimed), releases throttled runs that have a free slot and starts due
+schedule ticks.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from hephaestus_django.core import clock, engine
 from hephaestus_django.core.effects import Effect
 from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.instance import Instance
-from hephaestus_django.core.ports import QUEUED, Run, Timer
+from hephaestus_django.core.ports import MISSING, QUEUED, THROTTLED, Run, Timer
 from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
 from hephaestus_django.runtime import dbqueue, stepthreads
 from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
@@ -236,9 +238,9 @@ class DjangoRunner(Runner):
                 self.fail_unknown(pk, str(exc))
             return "unknown workflow"
         if instance is None or run is None:
-            if state == "missing" and self._recover_redelivered(str(token)):
+            if state == MISSING and self._recover_redelivered(str(token)):
                 return "recovered"
-            return "throttled" if state == "throttled" else "skipped"
+            return THROTTLED if state == THROTTLED else "skipped"
         step = engine.graph_of(instance).step(run.step)
         mode = self.task_mode(routing(instance, step) if step is not None else ("", 0))
         with telemetry_runner("worker"):

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED
 from hephaestus_django.core.status import ACTIVE_STATUSES, EntryKind, Status
 
-ACTIVE = [s.value for s in ACTIVE_STATUSES]
+ACTIVE = [s.value for s in Status if s in ACTIVE_STATUSES]  # in declaration order
 
 
 class InstanceStatus(models.TextChoices):
@@ -53,6 +53,18 @@ class WorkflowInstanceQuerySet(models.QuerySet["WorkflowInstance"]):
 
     def failed(self) -> WorkflowInstanceQuerySet:
         return self.filter(status=Status.FAILED)
+
+    def newest_first(self, instance_id: str, workflow: str | None = None) -> WorkflowInstanceQuerySet:
+        """The rows with ``instance_id`` (of ``workflow``, if given), newest first: an id is not
+        unique across history, and every lookup by id means the newest row."""
+        rows = self.filter(instance_id=instance_id)
+        if workflow is not None:
+            rows = rows.filter(workflow=workflow)
+        return rows.order_by("-pk")
+
+    def newest(self, instance_id: str, workflow: str | None = None) -> WorkflowInstance | None:
+        """The newest row with ``instance_id`` (of ``workflow``, if given), or ``None``."""
+        return self.newest_first(instance_id, workflow).first()
 
 
 class WorkflowInstance(models.Model):

@@ -20,14 +20,14 @@ from django.utils.dateparse import parse_datetime
 from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.children import ChildSummary
-from hephaestus_django.core.effects import ScheduleTimer
+from hephaestus_django.core.effects import RETRY, ScheduleTimer
 from hephaestus_django.core.engine import DISPATCHABLE
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
-from hephaestus_django.core.ports import CLAIMED, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.ports import CLAIMED, MISSING, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
+from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.storage.models import (
     ACTIVE,
     HistoryEntry,
@@ -254,7 +254,6 @@ class DjangoStorage:
     """Instances, history, timers and runs in the ``hephaestus_django`` tables."""
 
     name: ClassVar[str] = "django_orm"
-    supports_locking: ClassVar[bool] = True
     #: A value the database refuses (PostgreSQL: NUL in text, a too long string...) or that cannot
     #: be encoded at all (an integer too long for ``str``): the step's outcome fails, not the worker.
     unstorable_errors: ClassVar[tuple[type[BaseException], ...]] = (DataError, ValueError, TypeError,
@@ -274,7 +273,7 @@ class DjangoStorage:
         now = clock.now()
         fields = row_fields(instance)
         # Two global starts of one id collide on the unique slot ("g|<id>"). A global start racing
-        # a start in another scope needs no lock: each checks only its own rule (SPEC §2.1), so
+        # a start in another scope needs no lock: each checks only its own scope's rule, so
         # whichever commits second was, in serial order, started after the first and allowed.
         if scope == "global":
             clash = WorkflowInstance.objects.active().filter(instance_id=instance.id).first()
@@ -324,12 +323,10 @@ class DjangoStorage:
 
     def load(self, id: str, workflow: str | None = None, *, for_update: bool = False,
              history: bool = True) -> Instance:
-        qs = WorkflowInstance.objects.filter(instance_id=id)
-        if workflow is not None:
-            qs = qs.filter(workflow=workflow)
+        qs = WorkflowInstance.objects.all()
         if for_update:
             qs = qs.select_for_update()
-        row = qs.order_by("-pk").first()
+        row = qs.newest(id, workflow)
         if row is None:
             where = f" in workflow {workflow}" if workflow else ""
             raise InstanceNotFound(f"no instance with id {id!r}{where}", field="id")
@@ -373,7 +370,7 @@ class DjangoStorage:
             release = None  # the step runs again at once: its run is renewed, not removed
         if release is None:
             holder = None
-        finished = instance.status.is_finished
+        finished = not instance.status.is_active
         # compensating: the steps it left (their unclaimed runs) go; a claimed one ends with its outcome
         keep = _names(instance.active_steps) if instance.status == Status.COMPENSATING else None
         try:  # only a retried instance can collide: another run of its id started meanwhile
@@ -482,7 +479,7 @@ class DjangoStorage:
                 return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
         row = StepRun.objects.filter(token=token, state=QUEUED).first()
         if row is None or row.concurrency_limit is None:
-            return "missing", None, None
+            return MISSING, None, None
         return self._claim_slot(row, worker, load, now)
 
     def _claim_slot(self, row: StepRun, worker: str, load: bool,
@@ -495,9 +492,9 @@ class DjangoStorage:
             target = StepRun.objects.filter(pk=row.pk, state=QUEUED)
             if busy >= (row.concurrency_limit or 0):
                 throttled = target.update(state=THROTTLED, enqueued=False, worker="")
-                return (THROTTLED, None, _run_from_row(row)) if throttled else ("missing", None, None)
+                return (THROTTLED, None, _run_from_row(row)) if throttled else (MISSING, None, None)
             if not target.update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True):
-                return "missing", None, None
+                return MISSING, None, None
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
 
     def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
@@ -630,7 +627,7 @@ class DjangoStorage:
                      attempt=effect.attempt, due_at=due)
             for effect, due in timers
         ])
-        return [_timer(r) for r in rows]
+        return [to_timer(r) for r in rows]
 
     def due_timers(self, now: datetime, limit: int = 100, *, instance_pk: Any = None) -> list[Timer]:
         """Due timers of one instance, or of every instance that is not paused (those wait for unpause)."""
@@ -639,14 +636,14 @@ class DjangoStorage:
             rows = rows.filter(instance_id=instance_pk)
         else:
             rows = rows.exclude(instance__status=Status.PAUSED.value)
-        return [_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
+        return [to_timer(r) for r in rows.order_by("due_at", "pk")[:limit]]
 
     def timer(self, pk: Any) -> Timer | None:
         row = TimerRow.objects.filter(pk=pk).first()
-        return None if row is None else _timer(row)
+        return None if row is None else to_timer(row)
 
     def retry_timer_steps(self, instance_pk: Any) -> set[str]:
-        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose="retry").values_list("step", flat=True))
+        return set(TimerRow.objects.filter(instance_id=instance_pk, purpose=RETRY).values_list("step", flat=True))
 
     def rename_steps(self, instance_pk: Any, renamed: dict[str, str]) -> None:
         timers = TimerRow.objects.filter(instance_id=instance_pk, step__in=list(renamed))
@@ -714,12 +711,6 @@ class DjangoStorage:
         WorkflowSchedule.objects.update_or_create(workflow=workflow, name=name,
                                                   defaults={"paused": paused, "next_tick": next_tick})
 
-    def timers(self, instance_pk: Any = None) -> list[Timer]:
-        qs = TimerRow.objects.order_by("due_at", "pk")
-        if instance_pk is not None:
-            qs = qs.filter(instance_id=instance_pk)
-        return [_timer(r) for r in qs]
-
     def fail_unknown(self, pk: Any, error: str) -> tuple[Any, str] | None:
         """Fail an active instance that can no longer be loaded (its workflow is unregistered).
 
@@ -734,7 +725,7 @@ class DjangoStorage:
             WorkflowInstance.objects.filter(pk=pk).update(
                 status=Status.FAILED.value, error=error, unique_slot=None, finished_at=now, updated_at=now,
                 revision=row.revision + 1, history_length=row.history_length + 1)
-            HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind="failed",
+            HistoryEntry.objects.create(instance_id=pk, seq=row.history_length + 1, kind=EntryKind.FAILED,
                                         step=row.current_step, timestamp=now, error=error)
             StepRun.objects.filter(instance_id=pk).delete()
             TimerRow.objects.filter(instance_id=pk).delete()
@@ -809,5 +800,6 @@ class DjangoStorage:
         return [to_instance(r) for r in (rows if limit is None else rows[:limit])]
 
 
-def _timer(row: TimerRow) -> Timer:
+def to_timer(row: TimerRow) -> Timer:
+    """The core timer a ``Timer`` row stores."""
     return Timer(row.pk, row.instance_id, row.step, row.purpose, row.due_at, row.attempt)

@@ -141,3 +141,8 @@ def names(steps: Any) -> set[str]:
 
 def last_failed(instance: Instance) -> Any:
     return [e for e in instance.execution_history if e.kind == "failed"][-1]
+
+
+def stored_timers(storage: Any) -> list[Any]:
+    """Every timer a ``MemoryStorage`` holds, soonest first."""
+    return sorted(storage._timers.values(), key=lambda t: (t.due, t.pk))

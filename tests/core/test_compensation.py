@@ -21,7 +21,7 @@ from hephaestus_django.core import (
 )
 from hephaestus_django.core.memory import MemoryStorage
 from hephaestus_django.core.runner import Runner
-from tests.core.helpers import CALLS, FrozenClock, history, make_step
+from tests.core.helpers import CALLS, FrozenClock, history, make_step, stored_timers
 
 Undo = make_step("Undo", ("undone",), run=lambda self, i, config, c: Ok("undone", {"undid": config["compensates"]}))
 
@@ -174,7 +174,7 @@ def test_deadline_fails_an_active_instance_and_compensates(service: Runner, stor
     flow = type("Timed", (Workflow,), {"unique": Unique(key="td"), "start_step": reserve, "deadline": 60,
                                        "transitions": {(reserve, "reserved"): gate, (gate, "received"): Done}})
     service.start_instance(flow, {}, id="td::1")
-    [timer] = [t for t in storage.timers() if t.purpose == "deadline"]
+    [timer] = [t for t in stored_timers(storage) if t.purpose == "deadline"]
     assert timer.step == "" and (timer.due - frozen.at).total_seconds() == 60
     frozen.advance(59)
     assert service.fire_due_timers() == 0

@@ -11,7 +11,7 @@ import pytest
 from hephaestus_django.core import Done, Error, NotRetryable, Ok, Retry, Unique, Workflow, route
 from hephaestus_django.core.memory import MemoryStorage
 from hephaestus_django.core.runner import Runner
-from tests.core.helpers import CALLS, T0, FrozenClock, completed, history, last_failed, make_step
+from tests.core.helpers import CALLS, T0, FrozenClock, completed, history, last_failed, make_step, stored_timers
 
 
 def _single(step: type, key: str = "f") -> type[Workflow]:
@@ -125,7 +125,7 @@ def test_retry_with_backoff(service: Runner, storage: MemoryStorage, frozen: Fro
     retrying = instance.execution_history[-1]
     assert (retrying.kind, retrying.attempt, retrying.error, retrying.delay) == (
         "retrying", 1, "RuntimeError: attempt 1", 2.0)
-    [timer] = storage.timers()
+    [timer] = stored_timers(storage)
     assert (timer.purpose, timer.attempt, timer.due) == ("retry", 2, T0 + timedelta(seconds=2))
 
     frozen.advance(seconds=1)
@@ -137,7 +137,7 @@ def test_retry_with_backoff(service: Runner, storage: MemoryStorage, frozen: Fro
     retrying = instance.execution_history[-1]
     assert (retrying.kind, retrying.attempt, retrying.error, retrying.delay) == (
         "retrying", 2, "RuntimeError: attempt 2", 4.0)
-    [timer] = storage.timers()
+    [timer] = stored_timers(storage)
     assert (timer.attempt, timer.due) == (3, T0 + timedelta(seconds=2 + 4))
 
     frozen.advance(seconds=3)
@@ -160,7 +160,7 @@ def test_retry_exhausted_fails(service: Runner, storage: MemoryStorage, frozen: 
     service.start_instance(_single(Broken), {}, id="f::1")
     delays = []
     for _ in range(5):
-        timers = storage.timers()
+        timers = stored_timers(storage)
         if not timers:
             break
         delays.append((timers[0].due - frozen.now()).total_seconds())
@@ -202,7 +202,7 @@ def test_undeclared_target_of_a_route_is_not_retried(service: Runner, storage: M
 
     instance = service.start_instance(Routed, {}, id="r::1")
     assert instance.status == "failed"
-    assert storage.timers() == []
+    assert stored_timers(storage) == []
 
 
 def test_retry_of_failed_instance_reruns_the_failed_step(service: Runner) -> None:

@@ -24,7 +24,7 @@ from hephaestus_django.core import (
 from hephaestus_django.core.memory import MemoryStorage
 from hephaestus_django.core.ports import CLAIMED
 from hephaestus_django.core.runner import Mode, Runner
-from tests.core.helpers import CALLS, FrozenClock, history, make_step
+from tests.core.helpers import CALLS, FrozenClock, history, make_step, stored_timers
 
 
 def gated() -> tuple[type[Workflow], type, type]:
@@ -84,11 +84,11 @@ def test_no_timer_fires_while_paused(service: Runner, storage: MemoryStorage, fr
     service.pause("sl::1")
     frozen.advance(3600)
     assert service.fire_due_timers() == 0
-    assert len(storage.timers()) == 1  # kept for unpause
+    assert len(stored_timers(storage)) == 1  # kept for unpause
     assert service.get("sl::1").status == Status.PAUSED
     instance = service.unpause("sl::1")  # fires the timer that fell due meanwhile
     assert instance.status == Status.COMPLETED
-    assert storage.timers() == []
+    assert stored_timers(storage) == []
     assert [k for k, _, _ in history(instance)] == ["paused", "paused", "unpaused", "timer_fired", "completed",
                                                     "completed"]
 

@@ -9,7 +9,7 @@ import pytest
 from hephaestus_django.core import Done, InvalidEvent, NotWaiting, Unique, Wait, WaitForEvent, Workflow
 from hephaestus_django.core.memory import MemoryStorage
 from hephaestus_django.core.runner import Runner
-from tests.core.helpers import CALLS, T0, Approval, FrozenClock, completed, history, make_step, names
+from tests.core.helpers import CALLS, T0, Approval, FrozenClock, completed, history, make_step, names, stored_timers
 
 
 def test_wait_pauses_then_timer_fires(service: Runner, storage: MemoryStorage, frozen: FrozenClock) -> None:
@@ -25,7 +25,7 @@ def test_wait_pauses_then_timer_fires(service: Runner, storage: MemoryStorage, f
     assert instance.active_steps == {Wait}
     assert instance.current_step is Wait
     assert history(instance) == [("paused", "Wait", None)]
-    [timer] = storage.timers()
+    [timer] = stored_timers(storage)
     assert timer.due == T0 + timedelta(hours=2)
     assert timer.purpose == "wake"
     assert timer.step == Wait.registry_name()
@@ -43,7 +43,7 @@ def test_wait_pauses_then_timer_fires(service: Runner, storage: MemoryStorage, f
                                      ("completed", "Done", "done")]
     assert instance.execution_history[1].timestamp == T0 + timedelta(hours=2)
     assert instance.execution_history[1].duration == pytest.approx(7200)
-    assert storage.timers() == []
+    assert stored_timers(storage) == []
     assert service.fire_due_timers() == 0
 
 
@@ -95,7 +95,7 @@ def test_wait_for_event_timeout_takes_the_timeout_path(service: Runner, storage:
                        (Got, "ok"): Done, (Expired, "ok"): Done}
 
     service.start_instance(Pay, {}, id="p::1")
-    [timer] = storage.timers()
+    [timer] = stored_timers(storage)
     assert timer.due == T0 + timedelta(seconds=60)
     frozen.advance(seconds=59)
     assert service.fire_due_timers() == 0
@@ -124,7 +124,7 @@ def test_wait_for_event_without_timeout_schedules_no_timer(service: Runner, stor
         transitions = {(WaitForEvent, "received"): Done}
 
     service.start_instance(Pay, {}, id="p::1")
-    assert storage.timers() == []
+    assert stored_timers(storage) == []
     assert service.resume("p::1", "received").status == "completed"
 
 

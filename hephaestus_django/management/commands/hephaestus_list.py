@@ -6,11 +6,10 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from hephaestus_django.core.registry import get_workflow
+from hephaestus_django.core.registry import get_workflow, short_name
 from hephaestus_django.management.base import (
     HephaestusCommand,
     positive_int,
-    short,
     status_value,
     table,
     when,
@@ -51,6 +50,6 @@ class Command(HephaestusCommand):
             return
         self.stdout.write(table(
             ["id", "workflow", "version", "status", "current step", "created", "updated"],
-            [(r.instance_id, r.workflow, r.workflow_version, r.status, short(r.current_step),
+            [(r.instance_id, r.workflow, r.workflow_version, r.status, short_name(r.current_step),
               when(r.created_at), when(r.updated_at)) for r in found],
         ))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from hephaestus_django import services
+from hephaestus_django.core.exceptions import InvalidEvent
 from hephaestus_django.management.base import InstanceActionCommand, parse_json_object
 from hephaestus_django.storage.models import WorkflowInstance
 
@@ -33,5 +34,19 @@ class Command(InstanceActionCommand):
 
     def act(self, **options: Any) -> Any:
         data = parse_json_object(options["data"], "--data") if options["data"] is not None else None
-        return services.resume(options["id"], options["event"], step=options["step"], data=data,
-                               idempotency_key=options["idempotency_key"])
+        try:
+            return services.resume(options["id"], options["event"], step=options["step"], data=data,
+                                   idempotency_key=options["idempotency_key"])
+        except InvalidEvent as exc:  # say what would work, in this command's terms
+            offered = offered_text(options["id"])
+            raise CommandError(f"{exc}; {offered}" if offered else str(exc)) from None
+
+
+def offered_text(instance_id: str) -> str:
+    """``resume with: EVENT [--step NAME], ...`` from the instance's resume options ("" if none)."""
+    row = WorkflowInstance.objects.newest(instance_id)
+    options = services.resume_options(row) if row is not None else []
+    several = len({option.step for option in options}) > 1
+    offered = [f"{option.alias or option.event}" + (f" --step {option.step.registry_name()}" if several else "")
+               for option in options]
+    return f"resume with: {', '.join(offered)}" if offered else ""

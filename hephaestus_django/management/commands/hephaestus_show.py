@@ -6,13 +6,13 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.management.base import (
     HephaestusCommand,
     instance_row,
     instance_summary,
     instance_with_history,
     one_line,
-    short,
     table,
     text_argument,
     to_json,
@@ -40,7 +40,7 @@ class Command(HephaestusCommand):
         if history:
             self.stdout.write(table(
                 ["#", "time", "kind", "step", "event", "attempt", "duration", "error"],
-                [(h.seq, when(h.timestamp), h.kind, short(h.step), h.event, h.attempt,
+                [(h.seq, when(h.timestamp), h.kind, short_name(h.step), h.event, h.attempt,
                   f"{h.duration:.3f}s" if h.duration is not None else "",
                   one_line(h.error) if h.error else "") for h in history],
             ))
