@@ -40,8 +40,9 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
 except ImportError:  # pragma: no cover - the otel extra is not installed
-    otel_context = None  # type: ignore[assignment]
-    otel_trace = None  # type: ignore[assignment]
+    HAS_OTEL = False
+else:
+    HAS_OTEL = True
 
 __all__ = ["install", "log_event", "send_signal", "set_tracer_provider", "uninstall"]
 
@@ -119,7 +120,7 @@ def set_tracer_provider(provider: Any) -> Any:
 
 def _tracer() -> Any:
     """The tracer to use, or ``None`` when no real tracer provider is configured."""
-    if otel_trace is None:
+    if not HAS_OTEL:
         return None
     provider = _tracer_provider if _tracer_provider is not None else otel_trace.get_tracer_provider()
     # no SDK configured: the global provider is a no-op (or a proxy to nothing), so skip the work

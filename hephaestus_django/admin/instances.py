@@ -72,7 +72,7 @@ def _active_names() -> str:
     return ", ".join(ACTIVE)
 
 
-class WorkflowInstanceAdmin(admin.ModelAdmin):
+class WorkflowInstanceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in django-stubs only
     """Read-only instances; state changes only through the services (actions and instance pages)."""
 
     list_display = ("instance_id", "workflow_name", "version", "status_badge", "current_step_name",
@@ -131,7 +131,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
         (``action_location``: Django 6.1 offers actions on the change form too.)"""
         if action_location is None:
-            actions = super().get_actions(request)
+            actions: dict[str, Any] = super().get_actions(request)
         else:
             actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         if "delete_selected" in actions:
@@ -354,20 +354,20 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             operations.MIGRATE: can_change and operations.applicable(operations.MIGRATE, obj)
             and len(_versions(obj.workflow)) > 1,
         }
-        entries = list(history)
+        entries: list[Any] = list(history)
         for entry in entries:  # what the template shows, computed once here
             entry.short_step = short_name(entry.step)
             entry.pretty_updates = views.pretty_json(entry.context_updates) if entry.context_updates else ""
             entry.when = moment(entry.timestamp)
             entry.delay_text = f"{round(entry.delay, 3):g}" if entry.delay is not None else ""
         now = clock.now()  # the clock that decides when timers fire
-        timers = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
+        timers: list[Any] = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
         for timer in timers:
             timer.when = moment(timer.due_at)
             timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
             timer.short_step = short_name(timer.step)
         failure = next((e for e in reversed(entries) if e.kind == "failed"), None)
-        children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
+        children: list[Any] = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
                         .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
                         [: CHILDREN_LIMIT + 1])
         for child in children:
@@ -457,4 +457,4 @@ def delete_finished(model_admin: WorkflowInstanceAdmin, request: HttpRequest,
             "Nothing was deleted: active instances (%(statuses)s) cannot be deleted; cancel them first or select "
             "finished ones only. Active: %(ids)s.") % {"statuses": _active_names(), "ids": shown})
         return None
-    return delete_selected(model_admin, request, queryset)  # type: ignore[no-any-return]
+    return delete_selected(model_admin, request, queryset)

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.functional import Promise
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -71,7 +72,7 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
 
 
-def _context(model_admin: WorkflowInstanceAdmin, request: HttpRequest, title: str,
+def _context(model_admin: WorkflowInstanceAdmin, request: HttpRequest, title: str | Promise,
              **extra: Any) -> dict[str, Any]:
     return {
         **model_admin.admin_site.each_context(request),
@@ -171,7 +172,10 @@ def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, o
         raise PermissionDenied
     row = model_admin.get_object(request, object_id)
     if row is None:
-        return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)
+        # a private method of ModelAdmin that django-stubs does not declare
+        redirect: HttpResponse = model_admin._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+            request, model_admin.opts, object_id)
+        return redirect
     change_url = reverse(f"admin:{model_admin.opts.app_label}_{model_admin.opts.model_name}_change",
                          args=[row.pk], current_app=model_admin.admin_site.name)
     posted = request.method == "POST"
@@ -192,7 +196,8 @@ def object_operation(model_admin: WorkflowInstanceAdmin, request: HttpRequest, o
         return TemplateResponse(request, f"{TEMPLATES}/resume.html",
                                 _context(model_admin, request, title, form=form, **common))
     if verb == operations.MIGRATE:
-        return migrate_action(model_admin, request, None, rows=[row], **common)
+        response = migrate_action(model_admin, request, None, rows=[row], **common)
+        return response if response is not None else HttpResponseRedirect(change_url)
     if posted:
         operations.apply(request, verb, [row], log=_log(model_admin, request, verb),
                          options={"compensate": request.POST.get("compensate") == "on"})

@@ -31,8 +31,8 @@ class WorkflowInstancePermissions(BasePermission):
     """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
+        user = request.user  # None when REST_FRAMEWORK["UNAUTHENTICATED_USER"] is None
+        if not getattr(user, "is_authenticated", False):
             return False
         return bool(user.has_perm(f"{APP_LABEL}.{self.required(request, view)}_{MODEL}"))
 

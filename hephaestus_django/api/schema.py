@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     def OpenApiResponse(*args: Any, **kwargs: Any) -> None:  # type: ignore[no-redef]
         return None
 
-    def extend_schema(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:  # type: ignore[misc]
+    def extend_schema(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         return lambda target: target
 
     def extend_schema_field(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:  # type: ignore[misc]
@@ -43,7 +43,7 @@ else:
     HAS_SPECTACULAR = True
     from drf_spectacular.extensions import OpenApiSerializerExtension
 
-    class InputSerializerExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call,misc]
+    class InputSerializerExtension(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]
         """Request bodies refuse unknown fields (``InputSerializer``): say so in the schema."""
 
         target_class = "hephaestus_django.api.serializers.InputSerializer"
@@ -54,7 +54,7 @@ else:
             schema["additionalProperties"] = False
             return schema
 
-    def extend_schema(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:  # type: ignore[misc]
+    def extend_schema(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         """drf-spectacular's ``extend_schema``, built on drf-spectacular's ``AutoSchema`` even when
         ``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` is DRF's."""
         decorate = _extend_schema(*args, **kwargs)
@@ -119,7 +119,7 @@ def schema_view() -> Callable[..., Any] | None:
 
         @extend_schema(exclude=True)
         def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-            response = super().get(request, *args, **kwargs)
+            response: Response = super().get(request, *args, **kwargs)  # type: ignore[no-untyped-call]
             # Paths are relative to where the project mounted the API: say where that is.
             prefix = request.path[: -len("schema/")] if request.path.endswith("schema/") else "/"
             response.data = {**response.data, "servers": [{"url": prefix.rstrip("/") or "/"}]}

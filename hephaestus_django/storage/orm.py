@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Model, Q
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
@@ -480,10 +480,10 @@ class DjangoStorage:
             if claimed:
                 row = StepRun.objects.get(token=token)
                 return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
-        row = StepRun.objects.filter(token=token, state=QUEUED).first()
-        if row is None or row.concurrency_limit is None:
+        queued = StepRun.objects.filter(token=token, state=QUEUED).first()
+        if queued is None or queued.concurrency_limit is None:
             return "missing", None, None
-        return self._claim_slot(row, worker, load, now)
+        return self._claim_slot(queued, worker, load, now)
 
     def _claim_slot(self, row: StepRun, worker: str, load: bool,
                     now: datetime) -> tuple[str, Instance | None, Run | None]:
@@ -500,7 +500,7 @@ class DjangoStorage:
                 return "missing", None, None
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
 
-    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
+    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Model], ready: str,
               done: str, note: Any) -> Run | None:
         """PostgreSQL: claim for ``worker`` a queued run of the instance (with this routing, no
         concurrency limit) whose task still waits in ``tasks`` (a task table of this database whose
@@ -509,7 +509,7 @@ class DjangoStorage:
             return None
         now = clock.now()
         with connection.cursor() as cursor:
-            note_value = tasks._meta.get_field("return_value").get_db_prep_save(note, connection)
+            [note_value] = prepared(tasks, {"return_value": note})
             cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()),
                            [instance_pk, routing[0], routing[1], now, now, note_value, worker, now, now])
             row = cursor.fetchone()
