@@ -172,14 +172,14 @@ class InputSerializer(serializers.Serializer[Any]):
             unknown = {str(key): [_("Unknown field (accepted: %(fields)s).") % {"fields": allowed}]
                        for key in data if key not in known}
         try:
-            value = super().to_internal_value(data)
+            value: dict[str, Any] = super().to_internal_value(data)
         except serializers.ValidationError as exc:
             if unknown and isinstance(exc.detail, dict):
                 raise serializers.ValidationError({**exc.detail, **unknown}) from None
             raise
         if unknown:
             raise serializers.ValidationError(unknown)
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 class StartSerializer(InputSerializer):

@@ -93,6 +93,14 @@ def _history_loader(pk: Any, graph: Graph) -> Any:
     return load
 
 
+def _stored_datetime(value: Any) -> datetime:
+    """A date-time of a JSON column (ISO 8601 text)."""
+    parsed = parse_datetime(value) if isinstance(value, str) else value
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"not a stored date-time: {value!r}")
+    return parsed
+
+
 def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None) -> Instance:
     """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone).
 
@@ -104,8 +112,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
     def steps(names: Iterable[str]) -> set[type[Step]]:
         return {_step(graph, n, name) for n in names}
 
-    waiting = {_step(graph, n, name): parse_datetime(t) if isinstance(t, str) else t
-               for n, t in row.waiting_steps.items()}
+    waiting = {_step(graph, n, name): _stored_datetime(t) for n, t in row.waiting_steps.items()}
     context = row.context or {}
     completion_order = [_step(graph, n, name) for n in row.completed_steps]  # stored in completion order
     instance = Instance(
@@ -124,7 +131,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         telemetry_start_time=row.telemetry_start_time,
         execution_history=[_entry_from_row(h, graph) for h in history] if history is not None
         else History.stored(row.history_length, _history_loader(row.pk, graph)),
-        waiting_steps=waiting,  # type: ignore[arg-type]
+        waiting_steps=waiting,
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
         paused_from=Status(row.paused_from) if row.paused_from else None,
