@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.contrib import admin, messages
@@ -130,10 +131,11 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # gene
         """The engine's actions first; Django's bulk delete last, for finished instances only.
 
         (``action_location``: Django 6.1 offers actions on the change form too.)"""
-        if action_location is None:
+        # Django 6 (Python >= 3.12, as django-stubs tells the signatures apart) passes a location
+        if action_location is None or sys.version_info < (3, 12):
             actions: dict[str, Any] = super().get_actions(request)
         else:
-            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
+            actions = super().get_actions(request, action_location=action_location)
         if "delete_selected" in actions:
             del actions["delete_selected"]
             actions["delete_selected"] = (delete_finished, "delete_selected",
