@@ -57,11 +57,6 @@ class IntegerFilter(django_filters.Filter):
     field_class = forms.IntegerField
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})
-class VersionFilter(IntegerFilter):
-    """A workflow version, 1 to ``MAX_INT`` (give ``min_value`` and ``max_value`` too: the form validates)."""
-
-
 def _ordering_choices() -> list[tuple[str, str]]:
     choices = []
     for name in ORDERING_FIELDS:
@@ -78,10 +73,12 @@ class InstanceFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(
         field_name="status", choices=InstanceStatus.choices, distinct=False,
         help_text=_("One or more statuses: ?status=waiting&status=failed."))
-    workflow_version = VersionFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT)
+    workflow_version = extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(
+        IntegerFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT))
     #: SPEC §6 calls the filter "version"; both names work.
-    version = VersionFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT,
-                            help_text=_("Same as workflow_version."))
+    version = extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_INT})(
+        IntegerFilter(field_name="workflow_version", min_value=1, max_value=MAX_INT,
+                      help_text=_("Same as workflow_version.")))
     current_step = django_filters.CharFilter(field_name="current_step", help_text=_("Step registry name."))
     created_after = DateTimeFilter(field_name="created_at", lookup_expr="gte",
                                    help_text=_("Created at or after this ISO 8601 date-time."))

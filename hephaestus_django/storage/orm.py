@@ -485,12 +485,12 @@ class DjangoStorage:
             claimed = StepRun.objects.filter(token=token, state=QUEUED, concurrency_limit__isnull=True) \
                 .update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True)
             if claimed:
-                row = StepRun.objects.get(token=token)
-                return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
-        queued = StepRun.objects.filter(token=token, state=QUEUED).first()
-        if queued is None or queued.concurrency_limit is None:
+                taken = StepRun.objects.get(token=token)
+                return CLAIMED, self.load_pk(taken.instance_id) if load else None, _run_from_row(taken)
+        row = StepRun.objects.filter(token=token, state=QUEUED).first()
+        if row is None or row.concurrency_limit is None:
             return "missing", None, None
-        return self._claim_slot(queued, worker, load, now)
+        return self._claim_slot(row, worker, load, now)
 
     def _claim_slot(self, row: StepRun, worker: str, load: bool,
                     now: datetime) -> tuple[str, Instance | None, Run | None]:
