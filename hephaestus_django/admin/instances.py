@@ -363,13 +363,14 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # gene
             entry.when = moment(entry.timestamp)
             entry.delay_text = f"{round(entry.delay, 3):g}" if entry.delay is not None else ""
         now = clock.now()  # the clock that decides when timers fire
+        children: list[Any]  # rows that carry what the template shows, as the entries and timers do
         timers: list[Any] = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
         for timer in timers:
             timer.when = moment(timer.due_at)
             timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
             timer.short_step = short_name(timer.step)
         failure = next((e for e in reversed(entries) if e.kind == "failed"), None)
-        children: list[Any] = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
+        children = list(WorkflowInstance.objects.filter(parent_id=obj.pk).order_by("pk")
                         .only("instance_id", "workflow", "workflow_version", "status", "parent_step", "updated_at")
                         [: CHILDREN_LIMIT + 1])
         for child in children:
