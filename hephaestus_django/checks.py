@@ -1,4 +1,28 @@
-"""System checks: settings (``hephaestus.E00x``), workflows (``E1xx``) and the task backend (``E2xx``)."""
+"""System checks, registered by ``AppConfig.ready()``: settings (``hephaestus.E0xx``), workflows
+(``E1xx``) and the task backend (``E2xx``). Each distinct problem has its own id:
+
+====================  ============================================================================
+id                    problem
+====================  ============================================================================
+``hephaestus.E001``   ``HEPHAESTUS`` has an unknown key
+``hephaestus.E002``   ``LEASE_SECONDS`` is not a positive number (of seconds, at most ``MAX_SECONDS``)
+``hephaestus.E003``   ``WORKER_INTERVAL`` is not a positive number (of seconds, at most ``MAX_SECONDS``)
+``hephaestus.E004``   ``RECOVERY_ATTEMPTS`` is not a positive int
+``hephaestus.E005``   ``DISPATCH_TIMEOUT`` is neither ``None`` nor a positive number of seconds
+``hephaestus.E006``   ``HEPHAESTUS`` is not a dict
+``hephaestus.E007``   ``MAX_INLINE_STEPS`` is not a positive int
+``hephaestus.E008``   ``TASK_BACKEND`` is not a non-empty string
+``hephaestus.E009``   ``QUEUE_NAME`` is not a non-empty string
+``hephaestus.E010``   ``API_PERMISSION_CLASSES`` is neither ``None`` nor a list of dotted paths (or classes)
+``hephaestus.E011``   ``API_PERMISSION_CLASSES`` has a dotted path that does not import a permission class
+``hephaestus.E012``   ``ADMIN_COUNT_LIMIT`` is not an int, 0 or more
+``hephaestus.E101``   a workflow of an app's ``workflows`` module is invalid (one error per workflow)
+``hephaestus.E201``   ``TASK_BACKEND`` names a task backend that cannot be loaded
+``hephaestus.E202``   ``TASK_BACKEND`` is not ``"default"`` for a backend whose tasks are of its own class
+``hephaestus.W202``   django-tasks-fennel's own backend would send timers to Celery as ETA tasks
+``hephaestus.E203``   a step (or a compensation step) is routed to a queue the task backend does not accept
+====================  ============================================================================
+"""
 
 from __future__ import annotations
 
@@ -6,44 +30,50 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
-from hephaestus_django.conf import DEFAULTS
+from hephaestus_django import conf
 
 
-@checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
+    """Everything wrong with the ``HEPHAESTUS`` setting (:func:`hephaestus_django.conf.problems`),
+    then the permission classes it names that cannot be imported."""
     value = getattr(django_settings, "HEPHAESTUS", {})
-    if not isinstance(value, dict):
-        return [checks.Error("HEPHAESTUS must be a dict.", id="hephaestus.E001")]
-    for key in sorted(set(value) - set(DEFAULTS)):
-        errors.append(checks.Error(f"Unknown HEPHAESTUS setting {key!r}.",
-                                   hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.", id="hephaestus.E001"))
-    lease = value.get("LEASE_SECONDS", DEFAULTS["LEASE_SECONDS"])
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
-        errors.append(checks.Error(f"HEPHAESTUS['LEASE_SECONDS'] must be a positive number, not {lease!r}.",
-                                   id="hephaestus.E002"))
-    interval = value.get("WORKER_INTERVAL", DEFAULTS["WORKER_INTERVAL"])
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-        errors.append(checks.Error(f"HEPHAESTUS['WORKER_INTERVAL'] must be a positive number, not {interval!r}.",
-                                   id="hephaestus.E003"))
-    for key in ("RECOVERY_ATTEMPTS", "MAX_INLINE_STEPS"):
-        count = value.get(key, DEFAULTS[key])
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            errors.append(checks.Error(f"HEPHAESTUS[{key!r}] must be a positive int, not {count!r}.",
-                                       id="hephaestus.E004"))
-    timeout = value.get("DISPATCH_TIMEOUT", DEFAULTS["DISPATCH_TIMEOUT"])
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-        errors.append(checks.Error(f"HEPHAESTUS['DISPATCH_TIMEOUT'] must be None or a positive number of seconds, "
-                                   f"not {timeout!r}.", id="hephaestus.E005"))
+    found = conf.problems(value)
+    errors: list[checks.CheckMessage] = [checks.Error(problem.message, hint=problem.hint or None, id=problem.check_id)
+                                         for problem in found]
+    if isinstance(value, dict) and not any(problem.key == "API_PERMISSION_CLASSES" for problem in found):
+        errors += _permission_class_problems(value.get("API_PERMISSION_CLASSES"))
     return errors
 
 
-@checks.register()
+def _permission_class_problems(configured: Any) -> list[checks.CheckMessage]:
+    """The dotted paths of ``API_PERMISSION_CLASSES`` that do not import a permission class (or a
+    composition such as ``IsAuthenticated & IsAdminUser``: anything the API can call)."""
+    errors: list[checks.CheckMessage] = []
+    for item in configured or ():
+        if not isinstance(item, str):
+            continue
+        try:
+            if callable(import_string(item)):
+                continue
+            problem = "is not a permission class"
+        except ImportError as exc:
+            problem = f"cannot be imported ({exc})"
+        errors.append(checks.Error(f"HEPHAESTUS['API_PERMISSION_CLASSES'] names {item!r}, which {problem}.",
+                                   id="hephaestus.E011"))
+    return errors
+
+
 def check_task_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The task backend ``TASK_BACKEND`` names can be loaded, runs the engine's tasks and accepts
+    every queue a step is routed to (nothing to say while the settings themselves are wrong)."""
     from hephaestus_django.compat import task_backends
     from hephaestus_django.conf import settings
 
+    value = getattr(django_settings, "HEPHAESTUS", {})
+    if any(problem.check_id != "hephaestus.E001" for problem in conf.problems(value)):
+        return []  # a wrong value: check_settings reports it
     alias = settings.TASK_BACKEND
     try:
         backend = task_backends[alias]
@@ -120,7 +150,6 @@ def _queue_problems(backend: Any, alias: str) -> list[checks.CheckMessage]:
     return list({e.msg: e for e in errors}.values())
 
 
-@checks.register()
 def check_workflows(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Every workflow that failed to define, one error each, named with the module that defines it.
 

@@ -7,28 +7,24 @@ provides the same API under ``django_tasks`` (with a few differing exception nam
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 import django
 
 # Chosen by Django's version, not by trying imports: an import error inside django.tasks must
-# surface, not silently switch a Django 6 project to the backport.
-if django.VERSION >= (6, 0):
-    from django.tasks import (  # type: ignore[import-not-found,unused-ignore]
-        Task,
-        TaskResultStatus,
-        default_task_backend,
-        task,
-        task_backends,
-    )
-    from django.tasks.backends.immediate import ImmediateBackend  # type: ignore[import-not-found,unused-ignore]
-    from django.tasks.exceptions import InvalidTask as InvalidTaskError  # type: ignore[import-not-found,unused-ignore]
+# surface, not silently switch a Django 6 project to the backport. Type checkers see django.tasks
+# (django-stubs' types, on every Django version): the backport has the same API under other classes.
+if TYPE_CHECKING or django.VERSION >= (6, 0):
+    from django.tasks import Task, TaskResultStatus, default_task_backend, task, task_backends
+    from django.tasks.backends.immediate import ImmediateBackend
+    from django.tasks.exceptions import InvalidTask as InvalidTaskError
 
     TASKS_MODULE = "django.tasks"
 else:  # Django 5.2 with the backport
-    from django_tasks import TaskResultStatus, default_task_backend, task, task_backends  # type: ignore[no-redef]
-    from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[no-redef,assignment]
-    from django_tasks.base import Task  # type: ignore[no-redef,assignment]
-    from django_tasks.exceptions import InvalidTaskError  # type: ignore[no-redef,assignment]
+    from django_tasks import TaskResultStatus, default_task_backend, task, task_backends
+    from django_tasks.backends.immediate import ImmediateBackend
+    from django_tasks.base import Task
+    from django_tasks.exceptions import InvalidTaskError
 
     TASKS_MODULE = "django_tasks"
 

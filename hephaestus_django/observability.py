@@ -26,6 +26,8 @@ is retried and then finishes produces a second workflow span covering the whole 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +44,9 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
 except ImportError:  # pragma: no cover - the otel extra is not installed
-    otel_context = None  # type: ignore[assignment]
-    otel_trace = None  # type: ignore[assignment]
+    HAS_OTEL = False
+else:
+    HAS_OTEL = True
 
 __all__ = ["install", "log_event", "send_signal", "set_tracer_provider", "uninstall"]
 
@@ -121,7 +124,7 @@ def set_tracer_provider(provider: Any) -> Any:
 
 def _tracer() -> Any:
     """The tracer to use, or ``None`` when no real tracer provider is configured."""
-    if otel_trace is None:
+    if not HAS_OTEL:
         return None
     provider = _tracer_provider if _tracer_provider is not None else otel_trace.get_tracer_provider()
     # no SDK configured: the global provider is a no-op (or a proxy to nothing), so skip the work
@@ -227,11 +230,22 @@ def _trace_wanted(name: str) -> bool:
 
 _LEVELS = {"workflow_started": logging.INFO, "workflow_stopped": logging.INFO,
            "workflow_exception": logging.ERROR, "step_exception": logging.ERROR}
-send_signal.wants = _signal_wanted  # type: ignore[attr-defined]
-log_event.wants = _log_wanted  # type: ignore[attr-defined]
-trace_listener.wants = _trace_wanted  # type: ignore[attr-defined]
 
-LISTENERS = (send_signal, log_event, trace_listener)
+
+@dataclass(frozen=True)
+class Listener:
+    """A listener of the core's events with the events it wants (``core.telemetry.wanted`` asks
+    its ``wants``)."""
+
+    receive: Callable[[str, Any, dict[str, Any], dict[str, Any]], None]
+    wants: Callable[[str], bool]
+
+    def __call__(self, name: str, workflow: Any, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.receive(name, workflow, measurements, metadata)
+
+
+LISTENERS = (Listener(send_signal, _signal_wanted), Listener(log_event, _log_wanted),
+             Listener(trace_listener, _trace_wanted))
 
 
 def install() -> None:

@@ -37,7 +37,8 @@ def test_unknown_key():
 
 @override_settings(HEPHAESTUS=["not", "a", "dict"])
 def test_not_a_dict():
-    assert ids(check_settings()) == ["hephaestus.E001"]
+    messages = check_settings()
+    assert ids(messages) == ["hephaestus.E006"] and messages[0].msg == "HEPHAESTUS must be a dict, not list."
 
 
 @override_settings(HEPHAESTUS={"LEASE_SECONDS": 0, "WORKER_INTERVAL": "fast"})
@@ -200,7 +201,7 @@ ROUTED = ["default", "flows", "mail"]
 @override_settings(HEPHAESTUS={"RECOVERY_ATTEMPTS": 0, "MAX_INLINE_STEPS": "many", "DISPATCH_TIMEOUT": -1})
 def test_bad_runtime_settings():
     messages = check_settings()
-    assert ids(messages) == ["hephaestus.E004", "hephaestus.E004", "hephaestus.E005"]
+    assert ids(messages) == ["hephaestus.E004", "hephaestus.E007", "hephaestus.E005"]
     assert "HEPHAESTUS['RECOVERY_ATTEMPTS'] must be a positive int, not 0." in messages[0].msg
     assert "HEPHAESTUS['MAX_INLINE_STEPS'] must be a positive int, not 'many'." in messages[1].msg
     assert "DISPATCH_TIMEOUT'] must be None or a positive number of seconds, not -1." in messages[2].msg

@@ -20,7 +20,7 @@ def version_members() -> dict[str, tuple[str, int]]:
     with that umbrella's name and the version number."""
     members = {}
     for workflow in registry.all_workflows():
-        if isinstance(workflow, type) and issubclass(workflow, VersionedWorkflow) and not workflow.abstract:
+        if issubclass(workflow, VersionedWorkflow) and not workflow.abstract:
             for number, version in workflow.versions.items():
                 members[version.name] = (workflow.name, number)
     return members

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.core.serializers.json import DjangoJSONEncoder
@@ -61,11 +61,12 @@ class ResumeForm(forms.Form):
     rule as the API's and the command's resume data).
     """
 
-    data = forms.JSONField(
-        label=_("data"), required=False, encoder=DjangoJSONEncoder,
-        widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "class": "hx-json-input", "spellcheck": "false"}),
-        help_text=_('Optional: a JSON object merged into each resumed step\'s context entry, e.g. '
-                    '{"approved_by": "ann"}.'))
+    if not TYPE_CHECKING:  # a declared field named like Form.data: the form's metaclass takes it out of the class
+        data = forms.JSONField(
+            label=_("data"), required=False, encoder=DjangoJSONEncoder,
+            widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "class": "hx-json-input", "spellcheck": "false"}),
+            help_text=_('Optional: a JSON object merged into each resumed step\'s context entry, e.g. '
+                        '{"approved_by": "ann"}.'))
 
     def __init__(self, rows: Iterable[WorkflowInstance], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -146,7 +147,7 @@ class MigrateForm(forms.Form):
     def __init__(self, workflow: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         current = workflow.definition(None).version
-        self.fields["version"].choices = [
+        cast(forms.ChoiceField, self.fields["version"]).choices = [
             (v, f"v{v}" + (f" ({_('current')})" if v == current else "")) for v in workflow.all_versions()]
 
     def clean_step_map(self) -> dict[str, str] | None:

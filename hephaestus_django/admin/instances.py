@@ -20,7 +20,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
@@ -35,15 +36,16 @@ from django.utils.translation import gettext_lazy as _
 
 from hephaestus_django.admin import operations, views
 from hephaestus_django.admin.dates import date_hierarchy, from_nanoseconds, moment, stacked_moment
-from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter, short_name
+from hephaestus_django.admin.filters import VersionFilter, WorkflowFilter
 from hephaestus_django.admin.forms import resume_choices
 from hephaestus_django.admin.graphs import instance_picture
 from hephaestus_django.admin.pagination import EstimatedCountPaginator
 from hephaestus_django.admin.views import InstancePagesMixin, pretty_json
 from hephaestus_django.core import clock, registry
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.core.status import EntryKind, Status
 from hephaestus_django.core.values import storable_problem
-from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance
+from hephaestus_django.storage.models import ACTIVE, HistoryEntry, Timer, WorkflowInstance, WorkflowInstanceQuerySet
 
 #: History entries per page of an instance's history (the latest ones first; ``?history_page=2``...).
 HISTORY_LIMIT = 200
@@ -74,7 +76,7 @@ def _active_names() -> str:
     return ", ".join(ACTIVE)
 
 
-class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
+class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):  # type: ignore[type-arg]  # generic in django-stubs only
     """Read-only instances; state changes only through the services (actions and instance pages)."""
 
     list_display = ("instance_id", "workflow_name", "version", "status_badge", "current_step_name",
@@ -132,10 +134,11 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
         """The engine's actions first; Django's bulk delete last, for finished instances only.
 
         (``action_location``: Django 6.1 offers actions on the change form too.)"""
-        if action_location is None:
-            actions = super().get_actions(request)
+        # Django 6 (Python >= 3.12, as django-stubs tells the signatures apart) passes a location
+        if action_location is None or sys.version_info < (3, 12):
+            actions: dict[str, Any] = super().get_actions(request)
         else:
-            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
+            actions = super().get_actions(request, action_location=action_location)
         if "delete_selected" in actions:
             del actions["delete_selected"]
             actions["delete_selected"] = (type(self).delete_finished, "delete_selected",
@@ -157,7 +160,7 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
         WorkflowInstance.objects.filter(pk=obj.pk).finished().delete()
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        queryset.finished().delete()
+        cast(WorkflowInstanceQuerySet, queryset).finished().delete()  # this admin's querysets
 
     # ---- changelist ------------------------------------------------------------------------------------
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
@@ -356,14 +359,15 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
             operations.MIGRATE: can_change and operations.applicable(operations.MIGRATE, obj)
             and len(_versions(obj.workflow)) > 1,
         }
-        entries = list(history)
+        entries: list[Any] = list(history)
         for entry in entries:  # what the template shows, computed once here
             entry.short_step = short_name(entry.step)
             entry.pretty_updates = pretty_json(entry.context_updates) if entry.context_updates else ""
             entry.when = moment(entry.timestamp)
             entry.delay_text = f"{round(entry.delay, 3):g}" if entry.delay is not None else ""
         now = clock.now()  # the clock that decides when timers fire
-        timers = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
+        children: list[Any]  # rows that carry what the template shows, as the entries and timers do
+        timers: list[Any] = list(Timer.objects.filter(instance_id=obj.pk).order_by("due_at", "pk"))
         for timer in timers:
             timer.when = moment(timer.due_at)
             timer.overdue = timesince(timer.due_at, now) if timer.due_at < now else ""
@@ -417,7 +421,7 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
             perms_needed.add(str(WorkflowInstance._meta.verbose_name))
         return listed, {k: v for k, v in counts.items() if v}, perms_needed, []
 
-    def delete_finished(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+    def delete_finished(self, request: HttpRequest, queryset: WorkflowInstanceQuerySet) -> HttpResponse | None:
         """Django's bulk delete, refused when the selection holds an active instance."""
         active = list(queryset.active().order_by("-created_at", "-pk")
                       .values_list("instance_id", flat=True)[:operations.MAX_ERROR_MESSAGES + 1])
@@ -428,4 +432,4 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):
                 "Nothing was deleted: active instances (%(statuses)s) cannot be deleted; cancel them first or "
                 "select finished ones only. Active: %(ids)s.") % {"statuses": _active_names(), "ids": shown})
             return None
-        return delete_selected(self, request, queryset)  # type: ignore[no-any-return]
+        return delete_selected(self, request, queryset)

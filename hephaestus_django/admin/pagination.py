@@ -47,7 +47,7 @@ def _plan_estimate(queryset: QuerySet[Any]) -> int | None:
         return None
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]  # generic in django-stubs only
     """Exact counts up to the limit, planner estimates above it (PostgreSQL); ``is_estimate`` tells."""
 
     is_estimate = False

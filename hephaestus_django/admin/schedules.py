@@ -22,8 +22,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from hephaestus_django import services
-from hephaestus_django.admin.filters import short_name
 from hephaestus_django.core import registry
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.storage.models import WorkflowInstance, WorkflowSchedule
 
 

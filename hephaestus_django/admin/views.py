@@ -16,21 +16,23 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.functional import Promise
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from hephaestus_django import services
 from hephaestus_django.admin import operations
-from hephaestus_django.admin.filters import display_name, listed_workflows, short_name
+from hephaestus_django.admin.filters import display_name, listed_workflows
 from hephaestus_django.admin.forms import MigrateForm, ResumeForm
 from hephaestus_django.admin.graphs import draw
 from hephaestus_django.core import registry, render
 from hephaestus_django.core.exceptions import HephaestusError
+from hephaestus_django.core.registry import short_name
 from hephaestus_django.storage.models import WorkflowInstance
 
 if TYPE_CHECKING:
-    _ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = admin.ModelAdmin[WorkflowInstance]
 else:
     _ModelAdmin = object
 
@@ -129,7 +131,7 @@ class InstancePagesMixin(_ModelAdmin):
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}", args=args,
                        current_app=self.admin_site.name)
 
-    def page_context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+    def page_context(self, request: HttpRequest, title: str | Promise, **extra: Any) -> dict[str, Any]:
         """The template context of one of these pages (the admin site's, this model's, ``extra``)."""
         return {
             **self.admin_site.each_context(request),
@@ -229,7 +231,9 @@ class InstancePagesMixin(_ModelAdmin):
             raise PermissionDenied
         row = self.get_object(request, object_id)
         if row is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            redirect: HttpResponse = self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]  # not in django-stubs
+                request, self.opts, object_id)
+            return redirect
         change_url = self._url("change", row.pk)
         posted = request.method == "POST"
         title, button = TITLES[verb]

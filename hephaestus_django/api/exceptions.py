@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -113,8 +113,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """Translate a ``HephaestusError`` (and a body too large, a value the database refuses), then
     hand over to the project's ``EXCEPTION_HANDLER``."""
     if isinstance(exc, HephaestusError):
-        view = context.get("view")
-        fields = view.input_fields() if hasattr(view, "input_fields") else ()
+        input_fields = getattr(context.get("view"), "input_fields", None)
+        fields = input_fields() if input_fields is not None else ()
         exc = to_api_exception(exc, fields)
     elif isinstance(exc, RequestDataTooBig):
         _forget_body(context)
@@ -126,7 +126,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, RecursionError):
         _forget_body(context)
         exc = ParseError(gettext("The request is nested too deeply."))
-    handler = api_settings.EXCEPTION_HANDLER
+    # DRF's settings import the dotted path (the stubs type the setting: a path or a function)
+    handler = cast(Callable[[Exception, dict[str, Any]], Response | None], api_settings.EXCEPTION_HANDLER)
     if handler is exception_handler:  # configured project-wide: fall back to DRF's
         from rest_framework.views import exception_handler as handler
     return handler(exc, context)

@@ -51,7 +51,9 @@ class DateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = StorableDateTimeField
 
 
-class IntegerFilter(django_filters.NumberFilter):
+class IntegerFilter(django_filters.Filter):
+    """A whole number (``NumberFilter`` takes decimals)."""
+
     field_class = forms.IntegerField
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
@@ -42,7 +42,10 @@ class KeysetPagination(BasePagination):
     #: Whether the ordering field alone tells rows apart (no primary key needed as a tie-breaker).
     unique_ordering = False
 
-    def paginate_queryset(self, queryset: QuerySet[Any], request: Request, view: Any = None) -> list[Any]:
+    def paginate_queryset(self, queryset: QuerySet[Any] | Sequence[Any], request: Request,
+                          view: Any = None) -> list[Any]:
+        if not isinstance(queryset, QuerySet):
+            raise TypeError(f"{type(self).__name__} pages over a queryset, not a {type(queryset).__name__}")
         self.request = request
         self.base_url = request.build_absolute_uri()
         size = self.get_page_size(request)
@@ -149,6 +152,8 @@ class KeysetPagination(BasePagination):
     def _position_value(model: type[Model], name: str, value: Any) -> Any:
         """``value`` as a value of field ``name`` that the database can compare (else an error)."""
         field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        if not isinstance(field, Field):  # a reverse relation: no value to compare
+            raise ValueError(f"bad cursor field {name}")
         if value is None or isinstance(value, dict | list | float) or storable_problem(value) is not None:
             raise ValueError(f"bad cursor value for {name}")
         python = field.to_python(value)

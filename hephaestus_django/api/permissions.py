@@ -11,6 +11,7 @@ dotted path, e.g. ``["rest_framework.permissions.IsAdminUser"]``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.utils.module_loading import import_string
@@ -31,8 +32,8 @@ class WorkflowInstancePermissions(BasePermission):
     """
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
+        user = request.user  # None when REST_FRAMEWORK["UNAUTHENTICATED_USER"] is None
+        if not getattr(user, "is_authenticated", False):
             return False
         return bool(user.has_perm(f"{APP_LABEL}.{self.required(request, view)}_{MODEL}"))
 
@@ -45,8 +46,9 @@ class WorkflowInstancePermissions(BasePermission):
         return "view" if request.method in SAFE_METHODS else "change"
 
 
-def get_permission_classes() -> list[type[BasePermission]]:
-    """The configured permission classes (dotted paths from settings only, never from requests)."""
+def get_permission_classes() -> list[Callable[[], BasePermission]]:
+    """The configured permission classes (dotted paths from settings only, never from requests), or
+    compositions of them (``IsAuthenticated & IsAdminUser``)."""
     configured = settings.API_PERMISSION_CLASSES
     if configured is None:
         return [IsAuthenticated, WorkflowInstancePermissions]

@@ -10,7 +10,7 @@ the registry (never importing them).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
@@ -34,14 +34,21 @@ HISTORY_COLUMNS = ("id", "seq", "kind", "step", "event", "timestamp", "attempt",
                    "context_updates", "traceback")
 
 
+# Fields named like an attribute of DRF's ``Field`` or ``Serializer`` (``context``, ``parent``, ``data``)
+# are declared under ``if not TYPE_CHECKING``: DRF's metaclass takes declared fields out of the class,
+# so ``self.context`` stays the serializer's context; a type checker cannot know that.
+# Serializers the views build with ``many=True`` over a list are ``Serializer[Any]``: DRF's stubs type
+# the instance of such a call as one object.
+
+
 # ---- responses -----------------------------------------------------------------------------------
-class ContextSerializer(serializers.Serializer):
+class ContextSerializer(serializers.Serializer[dict[str, Any]]):
     initial = serializers.DictField(read_only=True, help_text=_("The data the instance was started with."))
     steps = serializers.DictField(child=serializers.DictField(), read_only=True,
                                   help_text=_("What each step returned, by context key."))
 
 
-class InstanceSerializer(serializers.Serializer):
+class InstanceSerializer(serializers.Serializer[Any]):
     """A workflow instance."""
 
     id = serializers.CharField(read_only=True, help_text=_("Business id, e.g. orderid::ORD-17."))
@@ -50,15 +57,17 @@ class InstanceSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=InstanceStatus.choices, read_only=True)
     current_step = serializers.CharField(read_only=True, allow_null=True,
                                          help_text=_("Registry name of the step that ran or paused last."))
-    context = ContextSerializer(read_only=True)
+    if not TYPE_CHECKING:
+        context = ContextSerializer(read_only=True)
     step_configs = serializers.DictField(child=serializers.DictField(), read_only=True)
     active_steps = serializers.ListField(child=serializers.CharField(), read_only=True)
     completed_steps = serializers.ListField(child=serializers.CharField(), read_only=True)
     runtime_metadata = serializers.DictField(read_only=True)
     telemetry_metadata = serializers.DictField(read_only=True)
     error = serializers.CharField(read_only=True, allow_null=True, help_text=_("Why a failed instance failed."))
-    parent = serializers.CharField(read_only=True, allow_null=True,
-                                   help_text=_("Id of the instance whose children step started this one."))
+    if not TYPE_CHECKING:
+        parent = serializers.CharField(read_only=True, allow_null=True,
+                                       help_text=_("Id of the instance whose children step started this one."))
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
@@ -69,14 +78,14 @@ class InstanceSerializer(serializers.Serializer):
 class InstanceListSerializer(InstanceSerializer):
     """A row of the instance list: an instance without its context, unless ``?expand=context``."""
 
-    context = ContextSerializer(read_only=True, required=False,
-                                help_text=_("Only with ?expand=context."))
+    if not TYPE_CHECKING:
+        context = ContextSerializer(read_only=True, required=False, help_text=_("Only with ?expand=context."))
 
     def to_representation(self, instance: WorkflowInstance) -> dict[str, Any]:
         return instance_shape(instance, context="context" in self.context.get("expand", ()))
 
 
-class HistoryEntrySerializer(serializers.Serializer):
+class HistoryEntrySerializer(serializers.Serializer[Any]):
     """One entry of an instance's execution history."""
 
     kind = serializers.ChoiceField(choices=EntryKindChoices.choices, read_only=True)
@@ -94,12 +103,12 @@ class HistoryEntrySerializer(serializers.Serializer):
         return history_shape(instance)
 
 
-class UniqueSerializer(serializers.Serializer):
+class UniqueSerializer(serializers.Serializer[dict[str, Any]]):
     key = serializers.CharField(read_only=True)
     scope = serializers.ChoiceField(choices=[(s, s) for s in SCOPES], read_only=True)
 
 
-class StepSerializer(serializers.Serializer):
+class StepSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField(read_only=True, help_text=_("Step registry name (what resume's 'step' takes)."))
     context_key = serializers.CharField(read_only=True)
     events = serializers.ListField(child=serializers.CharField(), read_only=True)
@@ -114,7 +123,7 @@ EdgeSerializer = type("EdgeSerializer", (serializers.Serializer,), {
 })
 
 
-class WorkflowSerializer(serializers.Serializer):
+class WorkflowSerializer(serializers.Serializer[Any]):
     """A registered workflow (``shapes.workflow_shape``)."""
 
     name = serializers.CharField(read_only=True)
@@ -131,7 +140,7 @@ class WorkflowSerializer(serializers.Serializer):
         return instance
 
 
-class DetailSerializer(serializers.Serializer):
+class DetailSerializer(serializers.Serializer[dict[str, Any]]):
     """An error that is not about one input field (401, 403, 404, 409, 413)."""
 
     detail = serializers.CharField(read_only=True)
@@ -149,7 +158,7 @@ class StorableDictField(serializers.DictField):
         return value
 
 
-class InputSerializer(serializers.Serializer):
+class InputSerializer(serializers.Serializer[Any]):
     """A request body: a JSON object whose every key is one of the serializer's fields.
 
     An unknown key (a typo such as ``evnet``) is a 400 keyed by that key, never silently ignored.
@@ -164,14 +173,14 @@ class InputSerializer(serializers.Serializer):
             unknown = {str(key): [_("Unknown field (accepted: %(fields)s).") % {"fields": allowed}]
                        for key in data if key not in known}
         try:
-            value = super().to_internal_value(data)
+            value: dict[str, Any] = super().to_internal_value(data)
         except serializers.ValidationError as exc:
             if unknown and isinstance(exc.detail, dict):
                 raise serializers.ValidationError({**exc.detail, **unknown}) from None
             raise
         if unknown:
             raise serializers.ValidationError(unknown)
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 class StartSerializer(InputSerializer):
@@ -181,7 +190,8 @@ class StartSerializer(InputSerializer):
     value = serializers.CharField(required=False, max_length=128,
                                   help_text=_("Business value; the id is built from the workflow's unique key."))
     id = serializers.CharField(required=False, max_length=255, help_text=_("Full instance id, key::value."))
-    context = StorableDictField(default=dict, help_text=_("Initial context (a JSON object)."))
+    if not TYPE_CHECKING:
+        context = StorableDictField(default=dict, help_text=_("Initial context (a JSON object)."))
     version = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1,
                                        help_text=_("Workflow version (default: the workflow's choice)."))
     telemetry_metadata = StorableDictField(default=dict)
@@ -243,7 +253,7 @@ class StrictCharField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
-        return super().to_internal_value(data)  # type: ignore[no-any-return]
+        return super().to_internal_value(data)
 
 
 #: The request header that carries a resume's idempotency key (same as the body's field).
@@ -257,9 +267,10 @@ class ResumeSerializer(InputSerializer):
     event = serializers.CharField(max_length=255, help_text=_("An event the waiting step declares."))
     step = serializers.CharField(required=False, allow_null=True, max_length=255,
                                  help_text=_("Registry name of the waiting step, when several wait."))
-    data = serializers.DictField(required=False, allow_null=True,
-                                 help_text=_("A JSON object merged into the waiting step's context entry and "
-                                             "recorded in the 'resumed' history entry."))
+    if not TYPE_CHECKING:
+        data = serializers.DictField(required=False, allow_null=True,
+                                     help_text=_("A JSON object merged into the waiting step's context entry and "
+                                                 "recorded in the 'resumed' history entry."))
     idempotency_key = StrictCharField(
         required=False, allow_null=True, max_length=MAX_IDEMPOTENCY_KEY, trim_whitespace=False,
         help_text=_("A resume whose key this instance has seen already does nothing (answer 200 with the "

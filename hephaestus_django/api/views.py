@@ -8,15 +8,15 @@ events from requests are looked up in the registry and the waiting step's declar
 from __future__ import annotations
 
 import secrets
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import mixins, serializers, viewsets
-from rest_framework.decorators import action
+from rest_framework import decorators, mixins, serializers, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.renderers import BaseRenderer
@@ -54,7 +54,7 @@ from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.values import storable_problem
 from hephaestus_django.exceptions import UnknownWorkflow
 from hephaestus_django.shapes import workflow_shape
-from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance
+from hephaestus_django.storage.models import HistoryEntry, WorkflowInstance, WorkflowInstanceQuerySet
 
 #: Ids and registry names contain ``:``, ``.``, ``-`` and ``_``; only ``/`` ends them.
 LOOKUP_REGEX = r"[^/]+"
@@ -76,20 +76,30 @@ _BAD = {400: OpenApiResponse(
 EXPANDABLE = ("context",)
 
 
-class HephaestusAPIMixin:
+def action(*, name: str | Promise | None = None, **kwargs: Any) -> Callable[[Any], Any]:
+    """DRF's ``action``, whose ``name`` (the page title) may be a lazy translation: DRF keeps it as
+    given, its stubs take only ``str``."""
+    return decorators.action(name=name, **kwargs)  # type: ignore[arg-type]
+
+
+if TYPE_CHECKING:  # what the mixin is mixed into (at run time, a plain class)
+    _ViewSet = viewsets.ViewSet
+else:
+    _ViewSet = object
+
+
+class HephaestusAPIMixin(_ViewSet):
     """Configured permissions, engine errors translated, drf-spectacular's schema when installed,
     titles that say what a page shows, and forms of the browsable API that work as given."""
 
     schema = AutoSchema()
     parser_classes = [JSONParser]
     #: Action -> the request serializer whose fields engine errors may be keyed by.
-    inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {}
+    inputs: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {}
     #: Action -> the instance model permission it needs (``view``, ``add`` or ``change``).
     required_permissions: ClassVar[dict[str, str]] = {}
     #: Page titles of the browsable API: (one, several).
-    titles: ClassVar[tuple[Any, Any]] = ("", "")
-    action: str | None
-    kwargs: dict[str, Any]
+    titles: ClassVar[tuple[str | Promise, str | Promise]] = ("", "")
 
     def get_permissions(self) -> list[BasePermission]:
         return [permission() for permission in get_permission_classes()]
@@ -98,7 +108,7 @@ class HephaestusAPIMixin:
         return exception_handler
 
     def get_renderers(self) -> list[BaseRenderer]:
-        return with_our_browsable_api(super().get_renderers())  # type: ignore[misc]
+        return with_our_browsable_api(super().get_renderers())
 
     def get_view_name(self) -> str:
         """``Instances``, ``Instance``, ``Resume instance``... (DRF would say "Instance Instance")."""
@@ -106,7 +116,7 @@ class HephaestusAPIMixin:
         if name:
             return str(name)
         one, several = self.titles
-        return several if getattr(self, "suffix", None) == "List" else one
+        return str(several if getattr(self, "suffix", None) == "List" else one)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # An id or name in the path that no row could hold (a NUL character...) names nothing.
@@ -114,7 +124,7 @@ class HephaestusAPIMixin:
             problem = storable_problem(value, name)
             if problem is not None:
                 raise NotFound(problem)
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        super().initial(request, *args, **kwargs)
 
     def example_body(self, method: str) -> dict[str, Any] | None:
         """The body the browsable API's form is filled with for ``method`` (``None``: DRF's)."""
@@ -123,8 +133,8 @@ class HephaestusAPIMixin:
     def effective_action(self) -> str | None:
         """The action, or for an ``OPTIONS`` probe of a method, the action that method runs."""
         if self.action == "metadata":
-            method = self.request.method.lower()  # type: ignore[attr-defined]
-            return getattr(self, "action_map", {}).get(method, self.action)  # type: ignore[no-any-return]
+            action_map: dict[str, str] = getattr(self, "action_map", {})
+            return action_map.get((self.request.method or "").lower(), self.action)
         return self.action
 
     def input_fields(self) -> list[str]:
@@ -133,8 +143,10 @@ class HephaestusAPIMixin:
 
 
 class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                      mixins.CreateModelMixin, viewsets.GenericViewSet):
+                      mixins.CreateModelMixin, viewsets.GenericViewSet[Any]):
     """Workflow instances. ``{id}`` is the business id; it names the newest instance with that id."""
+
+    # (GenericViewSet[Any]: the history action pages history entries, the others instances)
 
     lookup_field = "instance_id"
     lookup_url_kwarg = "id"
@@ -143,7 +155,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     filterset_class = InstanceFilter
     pagination_class = KeysetPagination
     ordering = DEFAULT_ORDERING
-    inputs: ClassVar[dict[str, type[serializers.Serializer]]] = {
+    inputs: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {
         "create": StartSerializer, "resume": ResumeSerializer, "cancel": CancelSerializer, "retry": RetrySerializer,
         "pause": EmptySerializer, "unpause": EmptySerializer, "migrate": MigrateSerializer}
     required_permissions: ClassVar[dict[str, str]] = {
@@ -153,12 +165,12 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
     }
     titles = (gettext_lazy("Instance"), gettext_lazy("Instances"))
 
-    def get_queryset(self) -> QuerySet[WorkflowInstance]:
+    def get_queryset(self) -> WorkflowInstanceQuerySet:
         if self.action == "list" and "context" not in self.expanded():
             return WorkflowInstance.objects.only(*(c for c in INSTANCE_COLUMNS if c != "context"))
         return WorkflowInstance.objects.only(*INSTANCE_COLUMNS)
 
-    def get_serializer_class(self) -> type[serializers.Serializer]:
+    def get_serializer_class(self) -> type[serializers.Serializer[Any]]:
         action = self.effective_action()
         if action == "history":
             return HistoryEntrySerializer
@@ -194,7 +206,7 @@ class InstanceViewSet(HephaestusAPIMixin, mixins.ListModelMixin, mixins.Retrieve
 
     def validated_body(self, serializer_class: type[InputSerializer], **context: Any) -> dict[str, Any]:
         """The request body checked by ``serializer_class`` (unknown fields refused): a 400 otherwise."""
-        serializer = serializer_class(data=self.request.data, context=context)  # type: ignore[attr-defined]
+        serializer = serializer_class(data=self.request.data, context=context)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 from hephaestus_django.core import clock, engine, registry, telemetry
 from hephaestus_django.core.base import Step, StepOutcome
@@ -146,16 +146,22 @@ class Runner:
     """Start/resume/cancel/retry/get/list over a :class:`Storage`, driving steps in process."""
 
     runner_name = "memory"
-    #: Who holds the runs this process claims (the Django runtime: one id per process).
-    worker_id = "local"
-    #: Whether queued runs are handed to the queue inside the transaction that writes them (so
-    #: they are written already marked ``enqueued``).
-    enqueues_in_transaction: ClassVar[bool] = False
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         telemetry.emit("runner_initialized", None, {"system_time": time.time_ns()},
                        {"name": type(self).__name__, "runner": self.runner_name, "storage": storage.name})
+
+    @property
+    def worker_id(self) -> str:
+        """Who holds the runs this process claims (the Django runtime: one id per process)."""
+        return "local"
+
+    @property
+    def enqueues_in_transaction(self) -> bool:
+        """Whether queued runs are handed to the queue inside the transaction that writes them (so
+        they are written already marked ``enqueued``)."""
+        return False
 
     # ---- dispatch: the explicit choices ---------------------------------------------------------------
     def caller_mode(self) -> Mode:

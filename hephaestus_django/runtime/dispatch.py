@@ -69,7 +69,7 @@ class DjangoRunner(Runner):
         #: The instance a caller hands to the immediate ``advance`` task it enqueues (saves a read).
         self._handed = threading.local()
 
-    @property  # type: ignore[override]
+    @property
     def worker_id(self) -> str:
         return heartbeat.worker_id
 
@@ -91,7 +91,7 @@ class DjangoRunner(Runner):
     def is_immediate(self) -> bool:
         return self._kind()[0]
 
-    @property  # type: ignore[override]
+    @property
     def enqueues_in_transaction(self) -> bool:
         """django-tasks-db on our own database: a task row is written in the same transaction."""
         return self._kind()[1]

@@ -99,6 +99,6 @@ def run_worker(once: bool, interval: float, stdout: Any) -> int:
         if not once:
             stdout.write(f"Worker stopped ({total} timer(s) fired and step(s) recovered).\n")
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return total

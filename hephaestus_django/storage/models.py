@@ -146,7 +146,7 @@ class RegisteredWorkflow(WorkflowInstance):
         proxy = True
         verbose_name = _("registered workflow")
         verbose_name_plural = _("registered workflows")
-        default_permissions: tuple[str, ...] = ()
+        default_permissions = ()
 
 
 class HistoryEntry(models.Model):

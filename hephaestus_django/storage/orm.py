@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Model, Q
 from django.utils.dateparse import parse_datetime
 
 from hephaestus_django.core import clock, registry
@@ -93,6 +93,14 @@ def _history_loader(pk: Any, graph: Graph) -> Any:
     return load
 
 
+def _stored_datetime(value: Any) -> datetime:
+    """A date-time of a JSON column (ISO 8601 text)."""
+    parsed = parse_datetime(value) if isinstance(value, str) else value
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"not a stored date-time: {value!r}")
+    return parsed
+
+
 def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None) -> Instance:
     """The core instance a row stores (``UnknownWorkflow`` when its workflow or a step is gone).
 
@@ -104,8 +112,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
     def steps(names: Iterable[str]) -> set[type[Step]]:
         return {_step(graph, n, name) for n in names}
 
-    waiting = {_step(graph, n, name): parse_datetime(t) if isinstance(t, str) else t
-               for n, t in row.waiting_steps.items()}
+    waiting = {_step(graph, n, name): _stored_datetime(t) for n, t in row.waiting_steps.items()}
     context = row.context or {}
     completion_order = [_step(graph, n, name) for n in row.completed_steps]  # stored in completion order
     instance = Instance(
@@ -124,7 +131,7 @@ def to_instance(row: WorkflowInstance, history: list[HistoryEntry] | None = None
         telemetry_start_time=row.telemetry_start_time,
         execution_history=[_entry_from_row(h, graph) for h in history] if history is not None
         else History.stored(row.history_length, _history_loader(row.pk, graph)),
-        waiting_steps=waiting,  # type: ignore[arg-type]
+        waiting_steps=waiting,
         pending_joins=steps(row.pending_joins),
         error=row.error or None,
         paused_from=Status(row.paused_from) if row.paused_from else None,
@@ -475,8 +482,8 @@ class DjangoStorage:
             claimed = StepRun.objects.filter(token=token, state=QUEUED, concurrency_limit__isnull=True) \
                 .update(state=CLAIMED, worker=worker, claimed_at=now, heartbeat_at=now, enqueued=True)
             if claimed:
-                row = StepRun.objects.get(token=token)
-                return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
+                taken = StepRun.objects.get(token=token)
+                return CLAIMED, self.load_pk(taken.instance_id) if load else None, _run_from_row(taken)
         row = StepRun.objects.filter(token=token, state=QUEUED).first()
         if row is None or row.concurrency_limit is None:
             return MISSING, None, None
@@ -497,7 +504,7 @@ class DjangoStorage:
                 return MISSING, None, None
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
 
-    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Any], ready: str,
+    def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Model], ready: str,
               done: str, note: Any) -> Run | None:
         """PostgreSQL: claim for ``worker`` a queued run of the instance (with this routing, no
         concurrency limit) whose task still waits in ``tasks`` (a task table of this database whose
@@ -506,7 +513,7 @@ class DjangoStorage:
             return None
         now = clock.now()
         with connection.cursor() as cursor:
-            note_value = tasks._meta.get_field("return_value").get_db_prep_save(note, connection)
+            [note_value] = prepared(tasks, {"return_value": note})
             cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()),
                            [instance_pk, routing[0], routing[1], now, now, note_value, worker, now, now])
             row = cursor.fetchone()

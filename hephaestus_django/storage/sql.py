@@ -11,6 +11,8 @@ import functools
 from typing import Any
 
 from django.db import connection
+from django.db.models import Field, JSONField, Model
+from django.db.models.fields.reverse_related import ForeignObjectRel
 
 from hephaestus_django.core.ports import CLAIMED, QUEUED
 from hephaestus_django.storage.models import HistoryEntry, StepRun, WorkflowInstance
@@ -40,9 +42,9 @@ def extra_values(rows: Any) -> list[Any]:
     return params
 
 
-def extra_shape(rows: Any) -> tuple[tuple[type[Any], int], ...]:
+def extra_shape(rows: Any) -> tuple[tuple[type[Model], int], ...]:
     """(model, number of rows) for each run of consecutive rows of one model."""
-    shape: list[tuple[type[Any], int]] = []
+    shape: list[tuple[type[Model], int]] = []
     for row in rows:
         if shape and shape[-1][0] is type(row):
             shape[-1] = (type(row), shape[-1][1] + 1)
@@ -51,12 +53,12 @@ def extra_shape(rows: Any) -> tuple[tuple[type[Any], int], ...]:
     return tuple(shape)
 
 
-def _extra_sql(source: str, shape: tuple[tuple[type[Any], int], ...]) -> list[str]:
+def _extra_sql(source: str, shape: tuple[tuple[type[Model], int], ...]) -> list[str]:
     """CTE parts inserting the extra rows, only when ``source`` (the write) returned its row."""
     parts = []
     for index, (model, rows) in enumerate(shape):
         fields = model._meta.concrete_fields
-        names = ", ".join(_qn(f.column) for f in fields)
+        names = ", ".join(_quoted_column(f) for f in fields)
         casts = ", ".join(f"%s::{_cast(f)}" for f in fields)
         values = ", ".join(f"({casts})" for _ in range(rows))
         parts.append(f"x{index} AS (INSERT INTO {_qn(model._meta.db_table)} ({names}) "
@@ -75,7 +77,7 @@ def pg_adapters() -> dict[str, Any]:
     adapters: dict[str, Any] = {}
     for prefix, meta in (("", WorkflowInstance._meta), ("history.", HistoryEntry._meta), ("run.", StepRun._meta)):
         for field in meta.concrete_fields:
-            if field.get_internal_type() == "JSONField":
+            if isinstance(field, JSONField):
                 adapter: Any = functools.partial(_adapt_json, encoder=field.encoder)
             else:
                 adapter = _same
@@ -91,23 +93,38 @@ def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _column(model: type[Any], name: str) -> str:
-    return _qn(model._meta.get_field(name).column)
+def _concrete(model: type[Model], name: str) -> Field[Any, Any]:
+    """Field ``name`` of ``model``, which has a column."""
+    field = model._meta.get_field(name)
+    if isinstance(field, ForeignObjectRel) or field.column is None:
+        raise TypeError(f"{model.__name__}.{name} has no column")
+    return field
 
 
-def _values_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+def _quoted_column(field: Field[Any, Any]) -> str:
+    """The quoted column of a concrete field."""
+    if field.column is None:
+        raise TypeError(f"{field!r} has no column")
+    return _qn(field.column)
+
+
+def _column(model: type[Model], name: str) -> str:
+    return _quoted_column(_concrete(model, name))
+
+
+def _values_sql(model: type[Model], columns: tuple[str, ...], rows: int) -> str:
     """``(VALUES (%s::type, ...), ...)`` for ``rows`` rows of ``columns`` (casts let PostgreSQL type
     the rows of a VALUES list without looking at the target table)."""
     casts = ", ".join(f"%s::{_cast(model._meta.get_field(c))}" for c in columns)
     return "(VALUES " + ", ".join(f"({casts})" for _ in range(rows)) + ")"
 
 
-def _insert_from(model: type[Any], source: str, columns: tuple[str, ...], rows: int) -> str:
+def _insert_from(model: type[Model], source: str, columns: tuple[str, ...], rows: int) -> str:
     """``INSERT INTO model (instance, columns) SELECT source.id, v.* FROM source CROSS JOIN (VALUES ...) v``."""
     meta = model._meta
     names = ", ".join(_column(model, c) for c in columns)
     return (f"INSERT INTO {_qn(meta.db_table)} ({_column(model, 'instance')}, {names}) "
-            f"SELECT {source}.{_qn(WorkflowInstance._meta.pk.column)}, v.* FROM {source} "
+            f"SELECT {source}.{_quoted_column(WorkflowInstance._meta.pk)}, v.* FROM {source} "
             f"CROSS JOIN {_values_sql(model, columns, rows)} AS v")
 
 
@@ -120,7 +137,7 @@ def _runs_sql(source: str, rows: int) -> str:
 
 @functools.lru_cache(maxsize=256)
 def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entries: int, release: bool,
-              finished: bool, runs: int, extra: tuple[tuple[type[Any], int], ...] = (), keep: bool = False) -> str:
+              finished: bool, runs: int, extra: tuple[tuple[type[Model], int], ...] = (), keep: bool = False) -> str:
     """The statement that stores a state change, built once per shape (identifiers from the models'
     metadata; every value is a parameter). One data-modifying CTE: the instance UPDATE (guarded by
     its revision, and by the run its worker holds), the INSERT of its history entries, the DELETE of
@@ -129,9 +146,9 @@ def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entr
     left them), and the INSERT of the runs it made runnable. Nothing but the UPDATE happens when the
     UPDATE matches no row."""
     meta = WorkflowInstance._meta
-    pk = _qn(meta.pk.column)
+    pk = _quoted_column(meta.pk)
     run_table, run_instance = _qn(StepRun._meta.db_table), _column(StepRun, "instance")
-    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
+    sets = ", ".join(f"{_column(WorkflowInstance, name)} = %s" for name in columns)
     where = f"{pk} = %s"
     if check_revision:
         where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
@@ -163,11 +180,11 @@ def write_sql(columns: tuple[str, ...], check_revision: bool, holder: bool, entr
 
 
 @functools.lru_cache(maxsize=64)
-def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Any], int], ...] = ()) -> str:
+def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Model], int], ...] = ()) -> str:
     """Insert an instance (nothing when its uniqueness slot is taken) and its first runs, in one statement."""
     meta = WorkflowInstance._meta
-    pk, slot = _qn(meta.pk.column), _column(WorkflowInstance, "unique_slot")
-    names = ", ".join(_qn(meta.get_field(name).column) for name in columns)
+    pk, slot = _quoted_column(meta.pk), _column(WorkflowInstance, "unique_slot")
+    names = ", ".join(_column(WorkflowInstance, name) for name in columns)
     values = ", ".join("%s" for _ in columns)
     parts = [f"i AS (INSERT INTO {_qn(meta.db_table)} ({names}) VALUES ({values}) "
              f"ON CONFLICT ({slot}) WHERE {slot} IS NOT NULL DO NOTHING RETURNING {pk})"]
@@ -191,7 +208,7 @@ def claim_sql(async_commit: bool = False) -> str:
     meta = WorkflowInstance._meta
     run_table = _qn(StepRun._meta.db_table)
     col = functools.partial(_column, StepRun)
-    columns = ", ".join(f"w.{_qn(f.column)}" for f in meta.concrete_fields)
+    columns = ", ".join(f"w.{_quoted_column(f)}" for f in meta.concrete_fields)
     run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
     extra = f", {ASYNC_COMMIT}" if async_commit else ""
     return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
@@ -199,11 +216,11 @@ def claim_sql(async_commit: bool = False) -> str:
             f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
             f"RETURNING *) "
             f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
-            f"JOIN c ON w.{_qn(meta.pk.column)} = c.{col('instance')}")
+            f"JOIN c ON w.{_quoted_column(meta.pk)} = c.{col('instance')}")
 
 
 @functools.lru_cache(maxsize=4)
-def steal_sql(tasks: type[Any], ready: str, done: str, async_commit: bool) -> str:
+def steal_sql(tasks: type[Model], ready: str, done: str, async_commit: bool) -> str:
     """Claim a queued run of an instance whose task still waits unclaimed in a task table of this
     database (``tasks``: its model; id = the run's token), and retire that task, in one statement
     (committed asynchronously, like a claim)."""
@@ -232,12 +249,12 @@ def slot_lock(step: str) -> None:
 
 # ---- other databases (SQLite): one plain statement per table, texts built once ------------------------
 @functools.cache
-def _prep(model: type[Any], name: str) -> Any:
-    field = model._meta.get_field(name)
+def _prep(model: type[Model], name: str) -> Any:
+    field = _concrete(model, name)
     return lambda value: field.get_db_prep_save(value, connection)
 
 
-def prepared(model: type[Any], values: dict[str, Any]) -> list[Any]:
+def prepared(model: type[Model], values: dict[str, Any]) -> list[Any]:
     """``values`` as parameters for ``model``'s columns, prepared as the ORM would save them."""
     return [_prep(model, name)(value) for name, value in values.items()]
 
@@ -247,8 +264,8 @@ def update_sql(columns: tuple[str, ...], check_revision: bool, holder: bool) -> 
     """UPDATE of an instance row, guarded by its revision and by the claim of its worker."""
     meta = WorkflowInstance._meta
     col = functools.partial(_column, StepRun)
-    sets = ", ".join(f"{_qn(meta.get_field(name).column)} = %s" for name in columns)
-    where = f"{_qn(meta.pk.column)} = %s"
+    sets = ", ".join(f"{_column(WorkflowInstance, name)} = %s" for name in columns)
+    where = f"{_quoted_column(meta.pk)} = %s"
     if check_revision:
         where += f" AND {_column(WorkflowInstance, 'revision')} = %s"
     if holder:
@@ -259,7 +276,7 @@ def update_sql(columns: tuple[str, ...], check_revision: bool, holder: bool) -> 
 
 
 @functools.lru_cache(maxsize=64)
-def insert_sql(model: type[Any], columns: tuple[str, ...], rows: int) -> str:
+def insert_sql(model: type[Model], columns: tuple[str, ...], rows: int) -> str:
     """INSERT of ``rows`` rows of ``model``, each with its instance and ``columns``."""
     names = ", ".join(_column(model, c) for c in ("instance", *columns))
     marks = "(" + ", ".join("%s" for _ in range(len(columns) + 1)) + ")"
