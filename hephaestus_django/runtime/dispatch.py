@@ -38,11 +38,11 @@ from hephaestus_django.core.exceptions import HephaestusError, InstanceNotFound,
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.ports import MISSING, QUEUED, THROTTLED, Run, Timer
 from hephaestus_django.core.runner import Holding, Item, Mode, Runner, routing, telemetry_runner
-from hephaestus_django.runtime import dbqueue, stepthreads
-from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
 
-# Imported when the app is ready, not at the first enqueue: on Django 6 the task class is taken
-# from the configured backend when the tasks are defined.
+# tasks: imported when the app is ready, not at the first enqueue (on Django 6 the task class is
+# taken from the configured backend when the tasks are defined); bound to get_runner() below
+from hephaestus_django.runtime import dbqueue, stepthreads, tasks
+from hephaestus_django.runtime.heartbeat import heartbeat, is_gone
 from hephaestus_django.runtime.tasks import advance, fire_timer, run_step
 from hephaestus_django.storage.orm import DjangoStorage
 
@@ -391,3 +391,6 @@ def get_runner() -> DjangoRunner:
     if _runner is None:
         _runner = DjangoRunner()
     return _runner
+
+
+tasks.bind(get_runner)
