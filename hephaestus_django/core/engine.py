@@ -33,7 +33,7 @@ from hephaestus_django.core.exceptions import (
 )
 from hephaestus_django.core.graph import Graph, RouteSpec, Target, describe, parse_target
 from hephaestus_django.core.instance import Compensation, ExecutionEntry, Instance
-from hephaestus_django.core.status import EntryKind, Status
+from hephaestus_django.core.status import DISPATCHABLE, EntryKind, Status
 from hephaestus_django.core.values import storable_problem, storable_text
 
 
@@ -194,9 +194,6 @@ def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, An
         pool.shutdown(wait=False)
 
 
-#: Statuses in which an instance's active steps may be dispatched and start executing (one place:
-#: a status that stops work, such as ``paused``, is simply not listed here).
-DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
 
 
 def is_runnable(instance: Instance, step: type[Step]) -> bool:

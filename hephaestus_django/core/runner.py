@@ -58,7 +58,7 @@ from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.keys import build_id
 from hephaestus_django.core.ports import CLAIMED, QUEUED, LostRun, Run, Storage, Timer
 from hephaestus_django.core.schedules import Schedule
-from hephaestus_django.core.status import Status
+from hephaestus_django.core.status import DISPATCHABLE, Status
 from hephaestus_django.core.values import check_storable, storable_problem
 from hephaestus_django.core.workflow import LIST_LIMIT, BaseWorkflow
 
@@ -481,7 +481,7 @@ class Runner:
                 holding.add(item.instance_pk)
             while True:
                 if not queue:  # the chain ended: other branches of the instance may wait in the queue
-                    if (instance is None or mode.here or mode.budget <= 0 or instance.status not in engine.DISPATCHABLE
+                    if (instance is None or mode.here or mode.budget <= 0 or instance.status not in DISPATCHABLE
                             or not instance.running_steps):
                         break
                     stolen = self._take_sibling(instance, mode)

@@ -27,6 +27,9 @@ class Status(StrEnum):
 
 ACTIVE_STATUSES = frozenset({Status.PENDING, Status.RUNNING, Status.WAITING, Status.COMPENSATING, Status.PAUSED})
 FINISHED_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+#: Statuses in which an instance's active steps may be dispatched and start executing (one place:
+#: a status that stops work, such as ``paused``, is simply not listed here).
+DISPATCHABLE = frozenset({Status.RUNNING, Status.WAITING, Status.COMPENSATING})
 
 
 class EntryKind(StrEnum):

@@ -21,13 +21,12 @@ from hephaestus_django.core import clock, registry
 from hephaestus_django.core.base import Step
 from hephaestus_django.core.children import ChildSummary
 from hephaestus_django.core.effects import RETRY, ScheduleTimer
-from hephaestus_django.core.engine import DISPATCHABLE
 from hephaestus_django.core.exceptions import AlreadyRunning, InstanceNotFound, UnknownWorkflow
 from hephaestus_django.core.graph import Graph
 from hephaestus_django.core.instance import Compensation, Context, ExecutionEntry, History, Instance
 from hephaestus_django.core.keys import unique_slot
 from hephaestus_django.core.ports import CLAIMED, MISSING, QUEUED, THROTTLED, LostRun, Run, ScheduleState, Timer
-from hephaestus_django.core.status import EntryKind, Status
+from hephaestus_django.core.status import DISPATCHABLE, EntryKind, Status
 from hephaestus_django.storage.models import (
     ACTIVE,
     HistoryEntry,
