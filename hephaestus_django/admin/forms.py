@@ -53,6 +53,13 @@ def parse_choice(value: str) -> tuple[str, str]:
     return step, event
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON field whose empty value shows as an empty box (Django's shows ``null``)."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class ResumeForm(forms.Form):
     """One ``resume_<pk>`` choice per resumable instance, and ``data`` for every chosen step.
 
@@ -62,7 +69,7 @@ class ResumeForm(forms.Form):
     """
 
     if not TYPE_CHECKING:  # a declared field named like Form.data: the form's metaclass takes it out of the class
-        data = forms.JSONField(
+        data = OptionalJSONField(
             label=_("data"), required=False, encoder=DjangoJSONEncoder,
             widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "class": "hx-json-input", "spellcheck": "false"}),
             help_text=_('Optional: a JSON object merged into each resumed step\'s context entry, e.g. '

@@ -29,6 +29,8 @@ def test_resume_with_data_from_the_instance_page(changer_client: Any, start: Any
     url = f"{CHANGELIST}{row.pk}/resume/"
     page = changer_client.get(url).content.decode()
     assert 'name="data"' in page and "a JSON object merged into each resumed step" in page
+    box = re.search(r'<textarea name="data"[^>]*>(.*?)</textarea>', page, re.S)
+    assert box is not None and box.group(1).strip() == ""  # empty, not "null"
     response = changer_client.post(url, {f"resume_{row.pk}": f"{APPROVE}|approved",
                                          "data": '{"approved_by": "Zoë", "level": 2}'})
     assert response.status_code == 302
