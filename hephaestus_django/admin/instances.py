@@ -85,7 +85,7 @@ class WorkflowInstanceAdmin(InstancePagesMixin, admin.ModelAdmin):  # type: igno
     list_filter = (("status", admin.ChoicesFieldListFilter), WorkflowFilter, VersionFilter)
     date_hierarchy = "created_at"
     search_fields = ("instance_id",)
-    search_help_text = _("An instance id or its beginning (orderid::12…), or a business value (ORD-12).")
+    search_help_text = _("An instance id or its beginning (order::A-1…), or a business value (A-17).")
     list_per_page = 50
     paginator = EstimatedCountPaginator
     show_full_result_count = False
