@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hephaestus_django.core import facade
+from hephaestus_django.core import engine, facade
 from hephaestus_django.core.engine import ResumeOption
+from hephaestus_django.core.exceptions import HephaestusError
 from hephaestus_django.core.instance import Instance
 from hephaestus_django.core.workflow import LIST_LIMIT
 from hephaestus_django.runtime.dispatch import get_runner
+from hephaestus_django.storage.orm import to_instance
 
 __all__ = ["cancel", "get_instance", "install", "list_instances", "list_schedules", "migrate", "migrate_many", "pause",
            "pause_schedule", "plan_migration", "resume", "resume_options", "retry", "start_instance", "unpause",
@@ -150,20 +152,15 @@ def resume_options(instance: Any) -> list[ResumeOption]:
     ``as_json()``) per waiting step and event leading somewhere, in graph order. Children steps are
     never offered; an instance whose workflow (or version) is no longer registered offers nothing.
     The admin's resume form, the API's example body and ``hephaestus_resume`` use it."""
-    from hephaestus_django.core.engine import resume_options as options_of
-    from hephaestus_django.core.exceptions import HephaestusError
-
     if not isinstance(instance, Instance):
         if not instance.waiting_steps:
             return []  # nothing to build
-        from hephaestus_django.storage.orm import to_instance
-
         try:
             instance = to_instance(instance)
         except HephaestusError:
             return []
     try:
-        return options_of(instance)
+        return engine.resume_options(instance)
     except (HephaestusError, ValueError):  # its version is gone
         return []
 

@@ -194,8 +194,6 @@ def _run_with_timeout(step: type[Step], instance: Instance, config: dict[str, An
         pool.shutdown(wait=False)
 
 
-
-
 def is_runnable(instance: Instance, step: type[Step]) -> bool:
     """Whether ``step`` may start executing now: not for a paused, cancelled or finished instance.
 
