@@ -36,9 +36,10 @@ def _setup(dsn: str) -> None:
             "ENGINE": "django.db.backends.postgresql", "NAME": c.get("dbname", "bench"),
             "USER": c.get("user", "bench"), "HOST": c.get("host", "127.0.0.1"), "PORT": c.get("port", "55432"),
             "CONN_MAX_AGE": None,  # one persistent connection per thread
-            # server-side parameters: psycopg prepares the repeated per-step statement, as it does
-            # for baseline_sql (Django's default binds parameters client-side)
-            "OPTIONS": {"server_side_binding": True},
+            # server-side parameters, and psycopg prepares the repeated per-step statements, as it
+            # does for baseline_sql (Django's default binds client-side and never prepares); the
+            # deployment guide recommends the same for worker processes
+            "OPTIONS": {"server_side_binding": True, "prepare_threshold": 5},
         }},
         LOGGING_CONFIG=None,
     )

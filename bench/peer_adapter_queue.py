@@ -9,8 +9,10 @@ but the steps run in worker processes, as a user would deploy it: ``args.workers
 the instances (a start writes the instance, its first run and one django-tasks-db task, in one
 transaction), and 2 ``manage.py db_worker`` processes run the tasks. Each task carries its
 instance forward (continuation dispatch, up to ``MAX_INLINE_STEPS`` steps; fan-out branches are
-tasks of their own). Wall time: first start to last completion (the workers are started, and
-warmed up on ``args.warmup`` instances, before the clock starts).
+tasks of their own), then, with steps to spare, takes on the branches and instances whose tasks
+still wait untaken. Wall time: first start to last completion (the workers are started, and
+warmed up on ``args.warmup`` instances, before the clock starts). As the deployment guide
+recommends for workers, psycopg prepares the repeated statements (``prepare_threshold``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _setup(dsn: str) -> None:
             "ENGINE": "django.db.backends.postgresql", "NAME": c.get("dbname", "bench"),
             "USER": c.get("user", "bench"), "HOST": c.get("host", "127.0.0.1"), "PORT": c.get("port", "55432"),
             "CONN_MAX_AGE": None,  # a worker keeps its connection between tasks
-            "OPTIONS": {"server_side_binding": True},  # as bench/peer_adapter.py (psycopg prepares)
+            "OPTIONS": {"server_side_binding": True, "prepare_threshold": 5},  # as bench/peer_adapter.py
         }},
         TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}},
         HEPHAESTUS={"LEASE_SECONDS": 600},

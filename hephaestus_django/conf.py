@@ -14,7 +14,7 @@ key                        default     meaning
                                        (the attempt counts as failed, the step goes on per its retry)
 ``RECOVERY_ATTEMPTS``      3           a step without ``retry`` runs at most this many times when its
                                        claims are lost
-``MAX_INLINE_STEPS``       100         steps a queue worker's task runs for one instance, at most
+``MAX_INLINE_STEPS``       100         steps a queue worker's task runs one after another, at most
 ``DISPATCH_TIMEOUT``       None        seconds after which an enqueued step nobody claimed is enqueued
                                        again (None: never; a backlog is never dispatched twice)
 ``WORKER_INTERVAL``        1.0         seconds between passes of ``hephaestus_worker``
@@ -56,7 +56,8 @@ class HephaestusSettings:
     LEASE_SECONDS: float = 300.0
     #: Executions of a step without ``retry`` whose claims are lost, at most.
     RECOVERY_ATTEMPTS: int = 3
-    #: Steps of one instance a queue worker's task runs one after another, at most.
+    #: Steps a queue worker's task runs one after another (of its instance, then of waiting ones it
+    #: takes on), at most.
     MAX_INLINE_STEPS: int = 100
     #: Seconds after which an enqueued step nobody claimed is enqueued again (``None``: never).
     DISPATCH_TIMEOUT: float | None = None

@@ -44,8 +44,12 @@ DATABASES = {
     ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Fail fast instead of hanging on a server that is down.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 10)
+    # Fail fast instead of hanging on a server that is down; the settings the deployment guide
+    # recommends for worker processes (server-side binding, statements prepared by psycopg)
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", 10)
+    options.setdefault("server_side_binding", True)
+    options.setdefault("prepare_threshold", 5)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -480,14 +480,18 @@ class Runner:
             for item in items:
                 holding.add(item.instance_pk)
             while True:
-                if not queue:  # the chain ended: other branches of the instance may wait in the queue
-                    if (instance is None or mode.here or mode.budget <= 0 or instance.status not in DISPATCHABLE
-                            or not instance.running_steps):
+                if not queue:  # the chain ended: with steps to spare, take waiting work from the queue
+                    if mode.here or mode.budget <= 0:
                         break
-                    stolen = self._take_sibling(instance, mode)
-                    if stolen is None:
-                        break
-                    queue.append(stolen)
+                    if instance is not None and instance.status in DISPATCHABLE and instance.running_steps:
+                        queue.extend(self._take_sibling(instance, mode))  # other branches of this instance
+                    if not queue:
+                        waiting = self._take_next(mode)  # or the oldest waiting run of another instance
+                        if waiting is None:
+                            break
+                        instance, item = waiting
+                        holding.add(instance.pk)
+                        queue.append(item)
                 item = queue.popleft()
                 other = instance is None or item.instance_pk != instance.pk
                 if not item.claimed or other:
@@ -513,9 +517,14 @@ class Runner:
                 queue.extend(new_items)
         return ran
 
-    def _take_sibling(self, instance: Instance, mode: Mode) -> Item | None:
-        """A queued run of ``instance`` (another branch of a fan-out, routed like this task) that no
-        worker has taken yet, claimed for this task, or ``None``. In memory: none."""
+    def _take_sibling(self, instance: Instance, mode: Mode) -> builtins.list[Item]:
+        """Queued runs of ``instance`` (other branches of a fan-out, routed like this task) that no
+        worker has taken yet, claimed for this task (at most ``mode.budget``). In memory: none."""
+        return []
+
+    def _take_next(self, mode: Mode) -> tuple[Instance, Item] | None:
+        """The oldest queued run routed like this task, of any instance, whose task no worker has
+        taken yet, claimed for this task, with its instance; or ``None``. In memory: none."""
         return None
 
     def _take(self, item: Item, *, load: bool) -> Instance | None:

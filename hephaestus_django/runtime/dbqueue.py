@@ -68,9 +68,19 @@ def still_coming(cutoff: datetime) -> Any:
     return ~Exists(coming)
 
 
-def take_sibling(storage: Any, instance_pk: Any, routing: tuple[str, int], worker: str) -> Any:
-    """Claim a queued run of the instance whose task nobody has taken, retiring the task."""
+def take_sibling(storage: Any, instance_pk: Any, routing: tuple[str, int], worker: str, limit: int) -> Any:
+    """Claim up to ``limit`` queued runs of the instance whose tasks nobody has taken, retiring the tasks."""
     from django_tasks_db.models import DBTaskResult
 
     return storage.steal(instance_pk, routing, worker, DBTaskResult, "READY", "SUCCESSFUL",
-                         "ran in the task that carried its instance on")
+                         "ran in the task that carried its instance on", limit)
+
+
+def take_next(storage: Any, routing: tuple[str, int], task: Any, worker: str) -> Any:
+    """Claim one of the oldest queued runs with ``routing`` (any instance) whose task nobody has
+    taken, retiring the task (``task``: ``run_step`` bound as this routing's tasks are)."""
+    from django_tasks_db.models import DBTaskResult, get_date_max
+
+    return storage.take_next(routing, worker, DBTaskResult, (task.backend, task.queue_name, task.priority),
+                             "READY", "SUCCESSFUL", f"ran in a task of worker {worker} that had steps to spare",
+                             get_date_max())

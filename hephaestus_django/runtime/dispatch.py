@@ -187,15 +187,31 @@ class DjangoRunner(Runner):
             transaction.on_commit(enqueue)
         return timers
 
-    def _take_sibling(self, instance: Instance, mode: Mode) -> Item | None:
+    def _take_sibling(self, instance: Instance, mode: Mode) -> list[Item]:
         """With django-tasks-db on our database: when a task's chain ends while other branches of
         its instance still wait in the queue (a backlog keeps the other workers busy), the task
-        runs them too, retiring their task rows in the same statement; a branch another worker
-        already took is left to it."""
+        runs them too (as many as it has steps to spare), retiring their task rows in the same
+        statement; a branch another worker already took is left to it."""
+        if not self.enqueues_in_transaction or mode.routing is None:
+            return []
+        runs = dbqueue.take_sibling(self.storage, instance.pk, mode.routing, self.worker_id, mode.budget)
+        return [Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token) for run in runs]
+
+    def _take_next(self, mode: Mode) -> tuple[Instance, Item] | None:
+        """With django-tasks-db on our database: when a task's chain ends with steps to spare, it
+        runs the oldest queued run routed like it whose task no worker has taken yet (a backlog
+        then costs one task per ``MAX_INLINE_STEPS`` steps, not one per instance), retiring that
+        task in the same statement; never before a task of a higher priority waiting on its queue."""
         if not self.enqueues_in_transaction or mode.routing is None:
             return None
-        run = dbqueue.take_sibling(self.storage, instance.pk, mode.routing, self.worker_id)
-        return None if run is None else Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)
+        while True:
+            taken = dbqueue.take_next(self.storage, mode.routing, self._task(run_step, *mode.routing), self.worker_id)
+            if taken is None:
+                return None
+            run, instance = taken
+            if not isinstance(instance, UnknownWorkflow):
+                return instance, Item(instance.pk, run.step, run.attempt, claimed=True, token=run.token)
+            self.fail_unknown(run.instance_pk, str(instance))
 
     def _unknown_workflow(self, instance_pk: Any, exc: UnknownWorkflow) -> None:
         self.fail_unknown(instance_pk, str(exc))

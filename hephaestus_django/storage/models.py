@@ -152,7 +152,8 @@ class RegisteredWorkflow(WorkflowInstance):
 class HistoryEntry(models.Model):
     """One entry of an instance's execution history (``ExecutionEntry``), ordered by ``seq``."""
 
-    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="history")
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="history",
+                                 db_index=False)  # the (instance, seq) constraint's index starts with it
     seq = models.PositiveIntegerField(_("#"))
     kind = models.CharField(_("kind"), max_length=16, choices=EntryKindChoices.choices,
                             default=EntryKindChoices.COMPLETED)
@@ -239,7 +240,8 @@ class StepRun(models.Model):
     ``LEASE_SECONDS`` was lost with its worker, and recovery counts it as a failed attempt.
     """
 
-    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="runs")
+    instance = models.ForeignKey(WorkflowInstance, on_delete=models.CASCADE, related_name="runs",
+                                 db_index=False)  # the (instance, step) constraint's index starts with it
     step = models.CharField(_("step"), max_length=255)
     attempt = models.PositiveIntegerField(_("attempt"), default=1)
     state = models.CharField(_("state"), max_length=16, choices=RunState.choices, default=RunState.QUEUED)
@@ -277,6 +279,9 @@ class StepRun(models.Model):
                          name="hephaestus_run_throttle_idx"),
             models.Index(fields=["step"], condition=Q(state=CLAIMED, concurrency_limit__isnull=False),
                          name="hephaestus_run_limited_idx"),
+            # the oldest waiting runs of a queue, which a task with steps to spare takes
+            models.Index(fields=["queue_name", "priority", "dispatched_at"],
+                         condition=Q(state=QUEUED, concurrency_limit__isnull=True), name="hephaestus_run_waiting_idx"),
         ]
 
     def __str__(self) -> str:

@@ -50,6 +50,7 @@ from hephaestus_django.storage.sql import (
     prepared,
     slot_lock,
     steal_sql,
+    take_next_sql,
     update_sql,
     write_sql,
 )
@@ -504,21 +505,47 @@ class DjangoStorage:
         return CLAIMED, self.load_pk(row.instance_id) if load else None, _run_from_row(row)
 
     def steal(self, instance_pk: Any, routing: tuple[str, int], worker: str, tasks: type[Model], ready: str,
-              done: str, note: Any) -> Run | None:
-        """PostgreSQL: claim for ``worker`` a queued run of the instance (with this routing, no
-        concurrency limit) whose task still waits in ``tasks`` (a task table of this database whose
-        ids are the runs' tokens), marking that task ``done`` with ``note``, in one statement."""
-        if connection.vendor != "postgresql":
-            return None
+              done: str, note: Any, limit: int) -> list[Run]:
+        """PostgreSQL: claim for ``worker`` up to ``limit`` queued runs of the instance (with this
+        routing, no concurrency limit) whose tasks still wait in ``tasks`` (a task table of this
+        database whose ids are the runs' tokens), marking those tasks ``done`` with ``note``, in
+        one statement."""
+        if connection.vendor != "postgresql" or limit <= 0:
+            return []
         now = clock.now()
         with connection.cursor() as cursor:
             [note_value] = prepared(tasks, {"return_value": note})
             cursor.execute(steal_sql(tasks, ready, done, self.writes_alone()),
-                           [instance_pk, routing[0], routing[1], now, now, note_value, worker, now, now])
-            row = cursor.fetchone()
-        if row is None:
+                           [instance_pk, routing[0], routing[1], limit, now, now, note_value, worker, now, now])
+            rows = cursor.fetchall()
+        return [Run(instance_pk, row[0], row[1], CLAIMED, routing[0], routing[1], None, True, worker, str(row[2]))
+                for row in rows]
+
+    def take_next(self, routing: tuple[str, int], worker: str, tasks: type[Model], task_routing: tuple[str, str, int],
+                  ready: str, done: str, note: Any, latest: datetime) -> tuple[Run, Instance | UnknownWorkflow] | None:
+        """PostgreSQL: claim for ``worker`` one of the oldest queued runs with this routing (of any
+        instance, no concurrency limit) whose task still waits in ``tasks`` (a task table of this
+        database whose ids are the runs' tokens; ``task_routing``: the task's backend, queue and
+        priority), unless a task of a higher priority is due on that queue (``latest``: the
+        ``run_after`` of a task that has none); mark that task ``done`` with ``note``; return the
+        run and its instance (or why the instance cannot be read: its workflow is gone), in one
+        statement."""
+        if connection.vendor != "postgresql":
             return None
-        return Run(instance_pk, row[0], row[1], CLAIMED, routing[0], routing[1], None, True, worker, str(row[2]))
+        now = clock.now()
+        [note_value] = prepared(tasks, {"return_value": note})
+        backend, queue, priority = task_routing
+        rows = list(WorkflowInstance.objects.raw(
+            take_next_sql(tasks, ready, done, self.writes_alone()),
+            [routing[0], routing[1], backend, queue, latest, now, priority, priority, now, now, note_value, worker,
+             now, now]))
+        if not rows:
+            return None
+        run = _run_from_row(rows[0], prefix="run_")
+        try:
+            return run, to_instance(rows[0])
+        except UnknownWorkflow as exc:
+            return run, exc
 
     def run_instance_pk(self, token: str) -> Any:
         """The instance of the run dispatched with ``token`` (``None``: no such run)."""

@@ -219,25 +219,78 @@ def claim_sql(async_commit: bool = False) -> str:
             f"JOIN c ON w.{_quoted_column(meta.pk)} = c.{col('instance')}")
 
 
+def _ready_task(tasks: type[Model], ready: str, extra: str = "") -> str:
+    """The waiting task whose id is the candidate run's token (``r.token``), locked unless another
+    worker holds it. As a LATERAL subquery with a row lock (never flattened), a plan can only probe
+    the task table's primary key once per candidate: stale statistics on a table that grew in a
+    burst cannot make it a scan of the whole queue."""
+    tcol = functools.partial(_column, tasks)
+    return (f"SELECT q.{tcol('id')} AS id FROM {_qn(tasks._meta.db_table)} q WHERE q.{tcol('id')} = r.token "
+            f"AND q.{tcol('status')} = '{ready}'{extra} FOR UPDATE OF q SKIP LOCKED")
+
+
+def _retire_sql(tasks: type[Model], done: str) -> str:
+    """The CTE that marks the task taken in ``t`` as ``done`` (parameters: started, finished, note)."""
+    task_table = _qn(tasks._meta.db_table)
+    tcol = functools.partial(_column, tasks)
+    return (f"d AS (UPDATE {task_table} SET {tcol('status')} = '{done}', {tcol('started_at')} = %s, "
+            f"{tcol('finished_at')} = %s, {tcol('return_value')} = %s FROM t WHERE {task_table}.{tcol('id')} = t.id "
+            f"RETURNING t.id)")
+
+
 @functools.lru_cache(maxsize=4)
 def steal_sql(tasks: type[Model], ready: str, done: str, async_commit: bool) -> str:
-    """Claim a queued run of an instance whose task still waits unclaimed in a task table of this
-    database (``tasks``: its model; id = the run's token), and retire that task, in one statement
-    (committed asynchronously, like a claim)."""
-    run_table, task_table = _qn(StepRun._meta.db_table), _qn(tasks._meta.db_table)
+    """Claim up to a number of queued runs of an instance whose tasks still wait unclaimed in a task
+    table of this database (``tasks``: its model; id = the run's token), and retire those tasks, in
+    one statement (committed asynchronously, like a claim)."""
+    run_table = _qn(StepRun._meta.db_table)
     col = functools.partial(_column, StepRun)
-    tcol = functools.partial(_column, tasks)
-    return (f"WITH t AS (SELECT {tcol('id')} AS id FROM {task_table} WHERE {tcol('id')} IN ("
-            f"SELECT {col('token')} FROM {run_table} WHERE {col('instance')} = %s AND {col('state')} = '{QUEUED}' "
-            f"AND {col('concurrency_limit')} IS NULL AND {col('queue_name')} = %s AND {col('priority')} = %s) "
-            f"AND {tcol('status')} = '{ready}' LIMIT 1 FOR UPDATE SKIP LOCKED), "
-            f"d AS (UPDATE {task_table} SET {tcol('status')} = '{done}', {tcol('started_at')} = %s, "
-            f"{tcol('finished_at')} = %s, {tcol('return_value')} = %s FROM t WHERE {task_table}.{tcol('id')} = t.id "
-            f"RETURNING t.id) "
+    return (f"WITH t AS (SELECT x.id FROM (SELECT {col('token')} AS token FROM {run_table} "
+            f"WHERE {col('instance')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
+            f"AND {col('queue_name')} = %s AND {col('priority')} = %s) r "
+            f"CROSS JOIN LATERAL ({_ready_task(tasks, ready)}) x LIMIT %s), {_retire_sql(tasks, done)} "
             f"UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, {col('claimed_at')} = %s, "
             f"{col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d WHERE {col('token')} = d.id "
             f"AND {col('state')} = '{QUEUED}' RETURNING {col('step')}, {col('attempt')}, {col('token')}"
             + (f", {ASYNC_COMMIT}" if async_commit else ""))
+
+
+#: How many of the oldest queued runs of a routing :func:`take_next_sql` looks at (the tasks of
+#: the first ones may be taken by other workers at that very moment).
+NEXT_CANDIDATES = 16
+
+
+@functools.lru_cache(maxsize=4)
+def take_next_sql(tasks: type[Model], ready: str, done: str, async_commit: bool) -> str:
+    """Claim one of the oldest queued runs of a routing, of any instance, whose task still waits
+    unclaimed in a task table of this database (``tasks``: its model, with the columns of
+    django-tasks-db's; id = the run's token) and that no task of a higher priority on that queue
+    waits before; retire that task; read the run and its instance (as :func:`claim_sql`), in one
+    statement. Parameters: the run's queue and priority; the task's backend and queue, the latest
+    date and now (what is due), the task's priority twice; the retiring times and note; the worker
+    and its claim times. An ordered scan finds the first waiting task of a higher priority."""
+    meta = WorkflowInstance._meta
+    run_table, task_table = _qn(StepRun._meta.db_table), _qn(tasks._meta.db_table)
+    col = functools.partial(_column, StepRun)
+    tcol = functools.partial(_column, tasks)
+    columns = ", ".join(f"w.{_quoted_column(f)}" for f in meta.concrete_fields)
+    run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
+    extra = f", {ASYNC_COMMIT}" if async_commit else ""
+    backend = f" AND q.{tcol('backend_name')} = %s"
+    due = f"(h.{tcol('run_after')} = %s OR h.{tcol('run_after')} <= %s)"  # no run_after (the latest date), or due
+    return (f"WITH t AS (SELECT x.id FROM (SELECT {col('token')} AS token FROM {run_table} "
+            f"WHERE {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL AND {col('queue_name')} = %s "
+            f"AND {col('priority')} = %s ORDER BY {col('dispatched_at')} LIMIT {NEXT_CANDIDATES}) r "
+            f"CROSS JOIN LATERAL ({_ready_task(tasks, ready, backend)}) x "
+            f"WHERE COALESCE((SELECT h.{tcol('priority')} FROM {task_table} h WHERE h.{tcol('status')} = '{ready}' "
+            f"AND h.{tcol('queue_name')} = %s AND {due} ORDER BY h.{tcol('priority')} DESC LIMIT 1), %s) <= %s "
+            f"LIMIT 1), "
+            f"{_retire_sql(tasks, done)}, "
+            f"c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
+            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d "
+            f"WHERE {col('token')} = d.id AND {col('state')} = '{QUEUED}' RETURNING {run_table}.*) "
+            f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
+            f"JOIN c ON w.{_quoted_column(meta.pk)} = c.{col('instance')}")
 
 
 def slot_lock(step: str) -> None:

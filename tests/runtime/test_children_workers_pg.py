@@ -31,8 +31,9 @@ def test_fifty_parents_with_five_children_each_on_two_workers(workers: Any, queu
     wait_for(lambda: statuses() == {"completed": 50}, 300, lambda: f"{statuses()}\n{workers.logs()}")
     assert WorkflowInstance.objects.filter(instance_id__startswith="qchild::", status="completed").count() == 250
     assert not StepRun.objects.exists()  # no work left in flight
-    # one task per start (50 parents, 250 children): each parent went on in its last child's task
-    assert DBTaskResult.objects.filter(task_path__endswith=".run_step").count() == 300
+    # one task per start (50 parents, 250 children): each parent went on in its last child's task;
+    # and one more each time a task ran MAX_INLINE_STEPS (100) steps, taking waiting work on (600 steps)
+    assert 300 <= DBTaskResult.objects.filter(task_path__endswith=".run_step").count() <= 306
     assert not WorkflowInstance.objects.filter(instance_id__startswith="qchild::", parent__isnull=True).exists()
     for step in (QFan, QSum):
         per_parent = HistoryEntry.objects.filter(instance__instance_id__startswith="qparent::",

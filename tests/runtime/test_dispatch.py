@@ -27,6 +27,7 @@ from tests.runtime.conftest import drain, task_rows
 from tests.workflows import FanOutFlow, PersistFlow, RJoin
 from tests.workflows_faults import (
     L1,
+    L3,
     CFirst,
     FBackoff,
     HighPriorityFlow,
@@ -115,8 +116,6 @@ def test_a_task_whose_chain_ends_runs_the_branches_still_waiting_in_the_queue(db
     the instance on, and their tasks are retired in the same statement (so a backlog costs one
     task per instance); a branch another worker took is left to it."""
     FanOutFlow.start("C2", {})
-    FanOutFlow.start("C3", {})
-    c3_branches = StepRun.objects.filter(instance__instance_id="fan::C3")
     assert drain(limit=1) == ["ran 5 step(s)"]  # C2: split, three branches, join (and Done)
     assert h.get_instance("fan::C2").status == Status.COMPLETED
     retired = task_rows().filter(status="SUCCESSFUL", return_value="ran in the task that carried its instance on")
@@ -126,17 +125,62 @@ def test_a_task_whose_chain_ends_runs_the_branches_still_waiting_in_the_queue(db
     from hephaestus_django.runtime import dbqueue
 
     # C3 with MAX_INLINE_STEPS=1: its split's task stops after the split; three branch tasks wait
+    FanOutFlow.start("C3", {})
+    c3_branches = StepRun.objects.filter(instance__instance_id="fan::C3")
     db_queue.HEPHAESTUS = {"MAX_INLINE_STEPS": 1}
     assert drain(limit=1) == ["ran 1 step(s)"]
     assert DBTaskResult.objects.filter(status="READY").count() == 3
     DBTaskResult.objects.filter(status="READY").first().claim("other-worker")  # another worker took one
     runner = get_runner()
-    taken = [dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id) for _ in range(3)]
-    assert taken[2] is None  # the branch another worker took is left to it
-    assert {r.state for r in taken[:2]} == {CLAIMED}
+    assert dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id, 0) == []
+    taken = dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id, 1)
+    taken += dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id, 5)
+    assert len(taken) == 2  # at most as many as asked for; the branch another worker took is left to it
+    assert dbqueue.take_sibling(runner.storage, pk_of("fan::C3"), ("", 0), runner.worker_id, 5) == []
+    assert {r.state for r in taken} == {CLAIMED}
     assert set(c3_branches.filter(state=CLAIMED, worker=runner.worker_id).values_list("token", flat=True)) == \
-        {uuid.UUID(r.token) for r in taken[:2]}
-    assert DBTaskResult.objects.filter(status="SUCCESSFUL", pk__in=[r.token for r in taken[:2]]).count() == 2
+        {uuid.UUID(r.token) for r in taken}
+    assert DBTaskResult.objects.filter(status="SUCCESSFUL", pk__in=[r.token for r in taken]).count() == 2
+
+
+@pytest.mark.postgres
+def test_a_task_with_steps_to_spare_runs_the_oldest_waiting_instances(db_queue):
+    """django-tasks-db on PostgreSQL: a task whose instance is done takes the oldest queued run
+    routed like it whose task nobody has taken (retiring that task in the same statement), until
+    MAX_INLINE_STEPS; then the instance it is on goes on in a task of its own."""
+    from django_tasks_db.models import DBTaskResult
+
+    db_queue.HEPHAESTUS = {"MAX_INLINE_STEPS": 12}
+    for value in range(1, 5):
+        LinearFlow.start(f"N{value}", {"i": value})
+    assert drain(limit=1) == ["ran 12 step(s)"]  # N1, N2 and two steps of N3
+    assert [h.get_instance(f"linear::N{v}").status for v in range(1, 5)] == \
+        [Status.COMPLETED, Status.COMPLETED, Status.RUNNING, Status.RUNNING]
+    retired = [r for r in DBTaskResult.objects.filter(status="SUCCESSFUL")
+               if str(r.return_value).startswith("ran in a task of worker ")]
+    assert len(retired) == 2  # N2's and N3's start tasks, retired when their runs were taken
+    n3 = StepRun.objects.get(instance__instance_id="linear::N3")
+    assert (n3.state, n3.step) == (QUEUED, L3.registry_name())  # its own task now
+    assert drain() == ["ran 8 step(s)"]  # N4's start task carries N4, then takes N3 on (its task waited)
+    for value in range(1, 5):
+        instance = h.get_instance(f"linear::N{value}")
+        assert instance.status == Status.COMPLETED
+        assert [e.kind for e in instance.execution_history].count("completed") == 6  # every step once
+    assert not StepRun.objects.exists()
+
+
+@pytest.mark.postgres
+def test_a_task_never_takes_work_before_a_task_of_higher_priority(db_queue):
+    from hephaestus_django.runtime.tasks import run_step
+
+    LinearFlow.start("P1", {"i": 1})
+    LinearFlow.start("P2", {"i": 2})
+    HighPriorityFlow.start("P3", {})
+    p1 = task_rows().get(args_kwargs__args=[str(StepRun.objects.get(instance__instance_id="linear::P1").token)])
+    p1.claim("test-worker")  # a worker took P1's task before P3's arrived
+    assert run_step.call(*p1.args_kwargs["args"]) == "ran 5 step(s)"  # P2 waits behind P3's task
+    p1.set_successful("ran 5 step(s)")
+    assert drain() == ["ran 1 step(s)", "ran 5 step(s)"]  # P3 (priority 50), then P2
 
 
 def test_each_step_is_committed_before_the_next_runs(db_queue):
@@ -239,7 +283,8 @@ def test_a_task_taken_by_a_worker_that_died_before_claiming_is_sent_again(db_que
         assert runner.redispatch_lost() == 0
     run = StepRun.objects.get(instance__instance_id="linear::D1")
     assert str(run.token) != str(taken.pk)
-    assert drain() == ["ran 5 step(s)", "ran 5 step(s)"]
+    # the first task carries on the other waiting instance on PostgreSQL
+    assert drain() in (["ran 5 step(s)", "ran 5 step(s)"], ["ran 10 step(s)"])
     from hephaestus_django.runtime.tasks import run_step
 
     assert run_step.call(str(taken.pk)) == "skipped"  # the old task, if it ever runs, finds nothing
@@ -249,7 +294,8 @@ def test_a_task_taken_by_a_worker_that_died_before_claiming_is_sent_again(db_que
 @pytest.mark.postgres
 def test_statements_of_a_queued_instance_on_postgresql(db_queue):
     """Under django-tasks-db a start is one statement (the instance, its first run and its task
-    row); a worker's task is one claim (which reads the instance) and one statement per step."""
+    row); a worker's task is one claim (which reads the instance), one statement per step, and one
+    that takes waiting work on when its instance is done."""
     LinearFlow.start("P0", {"i": 0})
     drain()
     with CaptureQueriesContext(connection) as queries:
@@ -262,7 +308,8 @@ def test_statements_of_a_queued_instance_on_postgresql(db_queue):
     with CaptureQueriesContext(connection) as queries:
         assert run_step.call(token) == "ran 5 step(s)"
     ours = statements(queries)
-    assert ours == ["WITH c AS (UPDAT"] + ["WITH u AS (UPDAT"] * 5, ours
+    # and, the instance done, one look for waiting work it could take on (none)
+    assert ours == ["WITH c AS (UPDAT"] + ["WITH u AS (UPDAT"] * 5 + ["WITH t AS (SELEC"], ours
 
 
 # ---- lost claims: failed attempts, never more than max_attempts (SPEC §13) -----------------------------------
@@ -383,7 +430,9 @@ def test_a_run_over_the_concurrency_limit_waits_throttled_and_a_released_slot_di
     runner = get_runner()
     LimitedFlow.start("A", {"work": 0})
     LimitedFlow.start("B", {"work": 0})
-    assert drain(limit=2) == ["ran 1 step(s)", "ran 1 step(s)"]  # CFirst of each; SLimited is not chained
+    # CFirst of A, and of B (whose task was waiting) on PostgreSQL; SLimited is never carried on
+    assert drain(limit=2 if connection.vendor != "postgresql" else 1) in (["ran 1 step(s)", "ran 1 step(s)"],
+                                                                           ["ran 2 step(s)"])
     limited = SLimited.registry_name()
     assert StepRun.objects.filter(step=limited, state=QUEUED).count() == 2
     with frozen_clock() as clock:
