@@ -20,6 +20,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # write upgrade to fail with "database is locked"), and wait for it
     DATABASES["default"].setdefault("OPTIONS", {}).update(init_command="PRAGMA journal_mode=WAL;",
                                                           transaction_mode="IMMEDIATE", timeout=30)
+else:  # PostgreSQL: statements prepared by psycopg, as the deployment guide recommends for workers
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKS = {"default": {"BACKEND": os.environ.get("BENCH_TASKS_BACKEND",
                                                "django_tasks.backends.immediate.ImmediateBackend")}}
