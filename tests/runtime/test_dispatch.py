@@ -183,6 +183,32 @@ def test_a_task_never_takes_work_before_a_task_of_higher_priority(db_queue):
     assert drain() == ["ran 1 step(s)", "ran 5 step(s)"]  # P3 (priority 50), then P2
 
 
+@pytest.mark.postgres
+def test_a_waiting_run_of_a_gone_workflow_taken_on_fails_its_instance_and_the_task_goes_on(db_queue):
+    import datetime as dt
+
+    from django_tasks_db.models import DBTaskResult
+
+    from hephaestus_django.runtime import dbqueue
+    from hephaestus_django.runtime.tasks import run_step
+    from hephaestus_django.storage.models import WorkflowInstance
+
+    LinearFlow.start("G1", {"i": 1})
+    now = dt.datetime.now(dt.UTC)
+    gone = WorkflowInstance.objects.create(instance_id="gone::2", workflow="tests.Nowhere", status="running",
+                                           created_at=now, updated_at=now, active_steps=["x.Y"],
+                                           unique_slot="w|tests.Nowhere|gone::2")
+    token = uuid.uuid4()
+    StepRun.objects.create(instance=gone, step="x.Y", dispatched_at=now, enqueued=True, token=token)
+    dbqueue.insert([dbqueue.task_row(get_runner()._task(run_step, "", 0), str(token))])
+    LinearFlow.start("G3", {"i": 3})
+    assert drain(limit=1) == ["ran 10 step(s)"]  # G1, then (the gone one failed on the way) G3
+    gone.refresh_from_db()
+    assert gone.status == "failed" and "tests.Nowhere" in gone.error
+    assert h.get_instance("linear::G3").status == Status.COMPLETED
+    assert not StepRun.objects.exists() and not DBTaskResult.objects.filter(status="READY").exists()
+
+
 def test_each_step_is_committed_before_the_next_runs(db_queue):
     """Under continuation every outcome is its own write: one guarded UPDATE per step."""
     LinearFlow.start("S3", {"i": 3})
