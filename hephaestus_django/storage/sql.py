@@ -201,22 +201,33 @@ def create_sql(columns: tuple[str, ...], runs: int, extra: tuple[tuple[type[Mode
 ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true) AS async_commit"
 
 
-@functools.lru_cache(maxsize=4)
-def claim_sql(async_commit: bool = False) -> str:
-    """Claim the queued run with a token (no concurrency limit) and read it and its instance, in one
-    statement; the run's columns come back prefixed ``run_``."""
+def _claim_set() -> str:
+    """``UPDATE runs SET`` clause of a claim (parameters: the worker, the claim and heartbeat times)."""
+    col = functools.partial(_column, StepRun)
+    return (f"UPDATE {_qn(StepRun._meta.db_table)} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
+            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true")
+
+
+def _read_claimed(async_commit: bool) -> str:
+    """The SELECT reading the run claimed in CTE ``c`` and its instance (run columns prefixed
+    ``run_``), committed asynchronously when ``async_commit``."""
     meta = WorkflowInstance._meta
-    run_table = _qn(StepRun._meta.db_table)
     col = functools.partial(_column, StepRun)
     columns = ", ".join(f"w.{_quoted_column(f)}" for f in meta.concrete_fields)
     run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
     extra = f", {ASYNC_COMMIT}" if async_commit else ""
-    return (f"WITH c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
-            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true "
-            f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
-            f"RETURNING *) "
-            f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
+    return (f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
             f"JOIN c ON w.{_quoted_column(meta.pk)} = c.{col('instance')}")
+
+
+@functools.lru_cache(maxsize=4)
+def claim_sql(async_commit: bool = False) -> str:
+    """Claim the queued run with a token (no concurrency limit) and read it and its instance, in one
+    statement; the run's columns come back prefixed ``run_``."""
+    col = functools.partial(_column, StepRun)
+    return (f"WITH c AS ({_claim_set()} "
+            f"WHERE {col('token')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
+            f"RETURNING *) {_read_claimed(async_commit)}")
 
 
 def _ready_task(tasks: type[Model], ready: str, extra: str = "") -> str:
@@ -249,8 +260,7 @@ def steal_sql(tasks: type[Model], ready: str, done: str, async_commit: bool) -> 
             f"WHERE {col('instance')} = %s AND {col('state')} = '{QUEUED}' AND {col('concurrency_limit')} IS NULL "
             f"AND {col('queue_name')} = %s AND {col('priority')} = %s) r "
             f"CROSS JOIN LATERAL ({_ready_task(tasks, ready)}) x LIMIT %s), {_retire_sql(tasks, done)} "
-            f"UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, {col('claimed_at')} = %s, "
-            f"{col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d WHERE {col('token')} = d.id "
+            f"{_claim_set()} FROM d WHERE {col('token')} = d.id "
             f"AND {col('state')} = '{QUEUED}' RETURNING {col('step')}, {col('attempt')}, {col('token')}"
             + (f", {ASYNC_COMMIT}" if async_commit else ""))
 
@@ -269,13 +279,9 @@ def take_next_sql(tasks: type[Model], ready: str, done: str, async_commit: bool)
     statement. Parameters: the run's queue and priority; the task's backend and queue, the latest
     date and now (what is due), the task's priority twice; the retiring times and note; the worker
     and its claim times. An ordered scan finds the first waiting task of a higher priority."""
-    meta = WorkflowInstance._meta
     run_table, task_table = _qn(StepRun._meta.db_table), _qn(tasks._meta.db_table)
     col = functools.partial(_column, StepRun)
     tcol = functools.partial(_column, tasks)
-    columns = ", ".join(f"w.{_quoted_column(f)}" for f in meta.concrete_fields)
-    run_columns = ", ".join(f"c.{col(c)} AS run_{c}" for c in RUN_COLUMNS)
-    extra = f", {ASYNC_COMMIT}" if async_commit else ""
     backend = f" AND q.{tcol('backend_name')} = %s"
     due = f"(h.{tcol('run_after')} = %s OR h.{tcol('run_after')} <= %s)"  # no run_after (the latest date), or due
     return (f"WITH t AS (SELECT x.id FROM (SELECT {col('token')} AS token FROM {run_table} "
@@ -286,11 +292,8 @@ def take_next_sql(tasks: type[Model], ready: str, done: str, async_commit: bool)
             f"AND h.{tcol('queue_name')} = %s AND {due} ORDER BY h.{tcol('priority')} DESC LIMIT 1), %s) <= %s "
             f"LIMIT 1), "
             f"{_retire_sql(tasks, done)}, "
-            f"c AS (UPDATE {run_table} SET {col('state')} = '{CLAIMED}', {col('worker')} = %s, "
-            f"{col('claimed_at')} = %s, {col('heartbeat_at')} = %s, {col('enqueued')} = true FROM d "
-            f"WHERE {col('token')} = d.id AND {col('state')} = '{QUEUED}' RETURNING {run_table}.*) "
-            f"SELECT {columns}, {run_columns}{extra} FROM {_qn(meta.db_table)} w "
-            f"JOIN c ON w.{_quoted_column(meta.pk)} = c.{col('instance')}")
+            f"c AS ({_claim_set()} FROM d WHERE {col('token')} = d.id AND {col('state')} = '{QUEUED}' "
+            f"RETURNING {run_table}.*) {_read_claimed(async_commit)}")
 
 
 def slot_lock(step: str) -> None:
